@@ -1,0 +1,31 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WHEELS ?= ../shared/wheels
+# The torch_scatter / torch_sparse wheels are prebuilt next to the repository when available;
+# without them the `sparse` extra is skipped (it builds from source for ~40 minutes).
+comma := ,
+EXTRAS := $(if $(wildcard $(WHEELS)/*.whl),dev$(comma)sparse,dev)
+FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(abspath $(WHEELS)),)
+
+.PHONY: install demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# Pin torch first so that no requirement pulls a newer (multi-GB CUDA) build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(FIND_LINKS) -e ".[$(EXTRAS)]" torch==2.13.0
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/pyg-mmssl train --model lightgcn --dataset synthetic --out runs/demo
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info runs

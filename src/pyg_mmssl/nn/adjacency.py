@@ -1,0 +1,124 @@
+r"""Normalised user-item adjacency, built once per graph in the propagation
+backend of choice.
+
+A *backend* is the adjacency type handed to :class:`MMSSLConv` (or any PyG
+layer with a ``message_and_aggregate``):
+
+* ``"edge_index"``: :class:`torch_geometric.EdgeIndex`, sorted by target, fused
+  sparse-dense matmul,
+* ``"csr"``: a ``torch.sparse_csr_tensor`` (transposed adjacency),
+* ``"sparse_tensor"``: a :class:`torch_sparse.SparseTensor` (needs the
+  ``sparse`` extra),
+* ``"scatter"``: a plain ``[2, E]`` tensor, gather + scatter message passing.
+"""
+import warnings
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch_geometric import EdgeIndex
+import torch_geometric.typing
+from torch_geometric.typing import Adj, OptTensor, SparseTensor
+
+from pyg_mmssl.nn.conv.mmssl_conv import bipartite_norm
+
+BACKENDS = ('edge_index', 'csr', 'sparse_tensor', 'scatter')
+
+
+def available_backends() -> Tuple[str, ...]:
+    if torch_geometric.typing.WITH_TORCH_SPARSE:
+        return BACKENDS
+    return tuple(b for b in BACKENDS if b != 'sparse_tensor')
+
+
+def default_backend(device: torch.device) -> str:
+    r"""The fastest backend measured by ``benchmarks/propagation.py``: fused
+    :class:`EdgeIndex` on CPU (then ``torch_sparse``, then CSR); CSR
+    (cuSPARSE) on CUDA."""
+    return 'csr' if torch.device(device).type == 'cuda' else 'edge_index'
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown propagation backend '{backend}', expected "
+                         f"one of {BACKENDS}")
+    if backend not in available_backends():
+        raise ValueError(f"backend '{backend}' needs torch_sparse; install "
+                         f"the 'sparse' extra (pip install pyg_mmssl[sparse])")
+    return backend
+
+
+class Propagation(NamedTuple):
+    r"""What a propagation layer needs for one direction: ``adj`` and the
+    normalised ``edge_weight`` (:obj:`None` where the weights live inside a
+    sparse ``adj``)."""
+    adj: Adj
+    edge_weight: OptTensor
+    size: Tuple[int, int]
+
+
+def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
+                    edge_weight: Tensor, backend: str) -> Propagation:
+    r"""Adjacency for messages from ``edge_index[0]`` to ``edge_index[1]``
+    with (already normalised) ``edge_weight``, in ``backend``'s type."""
+    check_backend(backend)
+    src, dst = edge_index
+    if backend == 'scatter':
+        return Propagation(edge_index, edge_weight, size)
+    if backend == 'edge_index':
+        ei = EdgeIndex(edge_index, sparse_size=size)
+        ei, perm = ei.sort_by('col')
+        return Propagation(ei, edge_weight[perm], size)
+    if backend == 'sparse_tensor':
+        adj_t = SparseTensor(row=dst, col=src, value=edge_weight,
+                             sparse_sizes=(size[1], size[0]))
+        return Propagation(adj_t, None, size)
+    adj_t = torch.sparse_coo_tensor(torch.stack([dst, src]), edge_weight,
+                                    (size[1], size[0]),
+                                    check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "CSR support is in beta state"
+        warnings.simplefilter('ignore', UserWarning)
+        return Propagation(adj_t.to_sparse_csr(), None, size)
+
+
+class BipartiteGraph(NamedTuple):
+    r"""A normalised user-item graph in both directions, plus the homogeneous
+    :math:`(U + I) \times (U + I)` adjacency :math:`\begin{pmatrix} 0 &
+    \hat{A} \\ \hat{A}^\top & 0 \end{pmatrix}` for layers that index users
+    and items in one space (PyG's :class:`LightGCN`)."""
+    item_to_user: Propagation
+    user_to_item: Propagation
+    num_users: int
+    num_items: int
+
+    @staticmethod
+    def build(edge_index: Tensor, num_users: int, num_items: int,
+              edge_weight: OptTensor = None, normalize: str = 'sym',
+              backend: str = 'edge_index') -> 'BipartiteGraph':
+        r"""``edge_index`` holds ``(user, item)`` pairs."""
+        rev = edge_index.flip(0)
+        w_ui = bipartite_norm(edge_index, (num_users, num_items), edge_weight,
+                              normalize)
+        w_iu = w_ui if normalize != 'mean' else bipartite_norm(
+            rev, (num_items, num_users), edge_weight, normalize)
+        return BipartiteGraph(
+            item_to_user=build_adjacency(rev, (num_items, num_users), w_iu,
+                                         backend),
+            user_to_item=build_adjacency(edge_index, (num_users, num_items),
+                                         w_ui, backend),
+            num_users=num_users,
+            num_items=num_items,
+        )
+
+
+def homogeneous_adjacency(edge_index: Tensor, num_users: int, num_items: int,
+                          normalize: str = 'sym',
+                          backend: str = 'edge_index') -> Propagation:
+    r"""The normalised :math:`(U + I) \times (U + I)` adjacency of a user-item
+    graph, items offset by ``num_users``."""
+    n = num_users + num_items
+    user, item = edge_index[0], edge_index[1] + num_users
+    full = torch.cat([torch.stack([user, item]), torch.stack([item, user])],
+                     dim=1)
+    weight = bipartite_norm(full, (n, n), None, normalize)
+    return build_adjacency(full, (n, n), weight, backend)

@@ -1,0 +1,124 @@
+r"""What every pyg_mmssl recommender shares, and the interface the trainer
+drives: ``loss`` (named terms), ``get_embedding`` and ``recommend``."""
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from pyg_mmssl.nn.adjacency import (BipartiteGraph, check_backend,
+                                    default_backend)
+from pyg_mmssl.ranking import CSR, topk_chunks
+
+DiscriminatorStep = Callable[[Tensor], None]
+
+
+class RecEmbedding(NamedTuple):
+    user: Tensor
+    item: Tensor
+
+
+def bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    r"""Bayesian personalised ranking,
+    :math:`-\frac{1}{B}\sum \ln \sigma(\mathbf{e}_u^\top \mathbf{e}_p -
+    \mathbf{e}_u^\top \mathbf{e}_n)`, in its numerically stable softplus
+    form."""
+    diff = (user * pos).sum(-1) - (user * neg).sum(-1)
+    return torch.nn.functional.softplus(-diff).mean()
+
+
+def l2_reg(*tensors: Tensor) -> Tensor:
+    r""":math:`\frac{1}{B} \sum_t \|t\|^2` over the given batch tensors."""
+    return sum(t.pow(2).sum() for t in tensors) / tensors[0].size(0)
+
+
+class Recommender(torch.nn.Module):
+    r"""Base class of the models the trainer drives.
+
+    A model is bound to its training graph (``(user, item)`` pairs, stored as
+    a non-persistent buffer so that it follows ``.to(device)``); normalised
+    adjacencies are built once per device and cached (see
+    :meth:`bipartite_graph`).
+
+    Subclasses implement :meth:`get_embedding` and :meth:`loss`.
+    """
+    def __init__(self, num_users: int, num_items: int,
+                 train_edge_index: Tensor, backend: Optional[str] = None):
+        super().__init__()
+        self.num_users = num_users
+        self.num_items = num_items
+        self.backend = None if backend is None else check_backend(backend)
+        self.register_buffer('train_edge_index', train_edge_index.long(),
+                             persistent=False)
+        self._graph_cache: Dict[str, object] = {}
+
+    # Graph #################################################################
+
+    def propagation_backend(self) -> str:
+        return self.backend or default_backend(self.train_edge_index.device)
+
+    def cached_graph(self, key: str, build: Callable[[], object]):
+        r"""Returns the object ``build()`` made for ``key`` on the current
+        device and backend, building it once."""
+        full_key = (key, str(self.train_edge_index.device),
+                    self.propagation_backend())
+        if full_key not in self._graph_cache:
+            self._graph_cache[full_key] = build()
+        return self._graph_cache[full_key]
+
+    def clear_graph_cache(self, key: Optional[str] = None):
+        self._graph_cache = {} if key is None else {
+            k: v for k, v in self._graph_cache.items() if k[0] != key}
+
+    def bipartite_graph(self) -> BipartiteGraph:
+        r"""The symmetrically normalised training graph."""
+        return self.cached_graph('train', lambda: BipartiteGraph.build(
+            self.train_edge_index, self.num_users, self.num_items,
+            backend=self.propagation_backend()))
+
+    def train_csr(self) -> CSR:
+        r"""Training items of each user as a CSR pattern (for masking)."""
+        from pyg_mmssl.data.graph import to_csr
+        return self.cached_graph('train_csr', lambda: to_csr(
+            self.train_edge_index, self.num_users, self.num_items))
+
+    # Interface #############################################################
+
+    def get_embedding(self) -> RecEmbedding:
+        raise NotImplementedError
+
+    def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
+             discriminator_step: Optional[DiscriminatorStep] = None
+             ) -> Dict[str, Tensor]:
+        r"""Named loss terms of one BPR batch; ``"loss"`` is their weighted
+        sum, the value the recommender's optimiser minimises. A model with a
+        discriminator calls ``discriminator_step(d_loss)`` (which updates the
+        discriminator) before computing its generator term."""
+        raise NotImplementedError
+
+    def discriminator_parameters(self) -> List[torch.nn.Parameter]:
+        r"""Parameters trained by the discriminator's own optimiser."""
+        return []
+
+    def recommender_parameters(self) -> Iterable[torch.nn.Parameter]:
+        skip = {id(p) for p in self.discriminator_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def on_train_step(self, step: int):
+        r"""Called by the trainer before each optimisation step (e.g. to
+        refresh learned graphs every T steps)."""
+
+    @torch.no_grad()
+    def recommend(self, user: Tensor, k: int = 20,
+                  exclude: Optional[CSR] = None,
+                  exclude_train: bool = True) -> Tensor:
+        r"""Top-``k`` items for each user in ``user`` (``[B, k]``, best
+        first), never returning a training item (with :obj:`exclude_train`)
+        or an item of the extra ``exclude`` CSR pattern."""
+        emb = self.get_embedding()
+        device = emb.user.device
+        masks = [self.train_csr()] if exclude_train else []
+        if exclude is not None:
+            masks.append(tuple(t.to(device) for t in exclude))
+        out = [top for _, top in topk_chunks(emb.user, emb.item, k,
+                                             user.to(device), masks)]
+        return torch.cat(out) if out else user.new_empty((0, k))

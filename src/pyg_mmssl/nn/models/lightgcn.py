@@ -1,0 +1,77 @@
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+from pyg_mmssl.data.graph import EDGE, split_edge_index
+from pyg_mmssl.nn.adjacency import homogeneous_adjacency
+from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
+                                      Recommender, bpr_loss, l2_reg)
+
+
+class LightGCN(Recommender):
+    r"""The LightGCN baseline from the `"LightGCN: Simplifying and Powering
+    Graph Convolution Network for Recommendation"
+    <https://arxiv.org/abs/2002.02126>`_ paper, as PyG's own
+    :class:`torch_geometric.nn.models.LightGCN` (users and items share one
+    index space, items offset by :math:`U`), propagating through a normalised
+    adjacency that is built once per device instead of a ``gcn_norm`` per
+    call:
+
+    .. math::
+        \mathbf{E}^{(l+1)} = \hat{\mathbf{A}} \mathbf{E}^{(l)}, \qquad
+        \mathbf{E} = \frac{1}{L+1} \sum_{l=0}^{L} \mathbf{E}^{(l)}
+
+    trained with BPR plus :math:`\lambda \|\mathbf{E}^{(0)}_{batch}\|^2 / B`.
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        train_edge_index (torch.Tensor): ``[2, E]`` training (user, item)
+            pairs, the propagation graph.
+        embedding_dim (int): Embedding size. (default: :obj:`64`)
+        num_layers (int): Propagation layers. (default: :obj:`3`)
+        reg (float): L2 weight on the batch's layer-0 embeddings.
+            (default: :obj:`1e-4`)
+        backend (str, optional): Propagation backend (see
+            :mod:`pyg_mmssl.nn.adjacency`); fastest for the device if omitted.
+    """
+    def __init__(self, num_users: int, num_items: int,
+                 train_edge_index: Tensor, embedding_dim: int = 64,
+                 num_layers: int = 3, reg: float = 1e-4,
+                 backend: Optional[str] = None):
+        super().__init__(num_users, num_items, train_edge_index, backend)
+        self.reg = reg
+        self.model = PyGLightGCN(num_users + num_items, embedding_dim,
+                                 num_layers, normalize=False)
+
+    @classmethod
+    def from_data(cls, data: HeteroData, edge_type=EDGE, **kwargs):
+        src, _, dst = edge_type
+        return cls(data[src].num_nodes, data[dst].num_nodes,
+                   split_edge_index(data, 'train', edge_type), **kwargs)
+
+    def reset_parameters(self):
+        self.model.reset_parameters()
+
+    def _adjacency(self):
+        return self.cached_graph('homogeneous', lambda: homogeneous_adjacency(
+            self.train_edge_index, self.num_users, self.num_items,
+            backend=self.propagation_backend()))
+
+    def get_embedding(self) -> RecEmbedding:
+        adj = self._adjacency()
+        out = self.model.get_embedding(adj.adj, adj.edge_weight)
+        return RecEmbedding(out[:self.num_users], out[self.num_users:])
+
+    def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
+             discriminator_step: Optional[DiscriminatorStep] = None
+             ) -> Dict[str, Tensor]:
+        emb = self.get_embedding()
+        bpr = bpr_loss(emb.user[user], emb.item[pos], emb.item[neg])
+        ego = self.model.embedding.weight
+        reg = l2_reg(ego[user], ego[self.num_users + pos],
+                     ego[self.num_users + neg])
+        return {'loss': bpr + self.reg * reg, 'bpr': bpr, 'reg': reg}

@@ -1,0 +1,333 @@
+r"""The training protocol: BPR mini-batches, early stopping on validation
+Recall@20, test reported once at the best validation epoch, seeded, with
+atomic checkpoints and resume.
+
+The trainer knows a model only through :class:`~pyg_mmssl.nn.models.base.
+Recommender`'s interface: ``loss`` (named terms, ``"loss"`` minimised),
+``get_embedding`` for evaluation, and optionally a discriminator with its own
+optimiser, stepped through the callback ``loss`` receives.
+"""
+import logging
+import os.path as osp
+import random
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from pyg_mmssl.data.graph import EDGE, split_edge_index, to_csr
+from pyg_mmssl.data.sampler import BPRSampler
+from pyg_mmssl.io import atomic_torch_save, atomic_write_json
+from pyg_mmssl.metrics import DEFAULT_KS, evaluate
+from pyg_mmssl.nn.models.base import Recommender
+
+log = logging.getLogger(__name__)
+
+SELECTION_METRIC = 'recall@20'
+
+
+@dataclass
+class TrainConfig:
+    r"""Options of :class:`Trainer` (each is a CLI flag of ``pyg-mmssl
+    train``)."""
+    epochs: int = 1000
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = 'adam'
+    patience: int = 20
+    eval_every: int = 1
+    ks: Tuple[int, ...] = DEFAULT_KS
+    eval_chunk_size: int = 1024
+    mask_val_at_test: bool = False
+    seed: int = 2024
+    device: str = 'auto'
+    quiet: bool = False
+    discriminator_lr: float = 3e-4
+    discriminator_betas: Tuple[float, float] = (0.5, 0.9)
+
+    def __post_init__(self):
+        if self.optimizer not in ('adam', 'adamw'):
+            raise ValueError(f"unknown optimizer '{self.optimizer}', expected "
+                             f"'adam' or 'adamw'")
+        for name in ('epochs', 'batch_size', 'patience', 'eval_every',
+                     'eval_chunk_size'):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got "
+                                 f"{getattr(self, name)}")
+        if 20 not in self.ks:
+            self.ks = tuple(sorted(set(self.ks) | {20}))
+
+
+def resolve_device(device: str) -> torch.device:
+    r"""``"auto"`` is CUDA when available, else CPU."""
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dev = torch.device(device)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not "
+                         f"available")
+    return dev
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    r"""Peak resident memory of this process (CPU) or peak allocated CUDA
+    memory, in MB."""
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rng_state(sampler: BPRSampler) -> Dict[str, Any]:
+    return {
+        'torch': torch.get_rng_state(),
+        'cuda': (torch.cuda.get_rng_state_all()
+                 if torch.cuda.is_available() else None),
+        'numpy': np.random.get_state(),
+        'python': random.getstate(),
+        'sampler': sampler.generator.get_state(),
+    }
+
+
+def _set_rng_state(state: Dict[str, Any], sampler: BPRSampler):
+    torch.set_rng_state(state['torch'])
+    if state['cuda'] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+    np.random.set_state(state['numpy'])
+    random.setstate(state['python'])
+    sampler.generator.set_state(state['sampler'])
+
+
+class Trainer:
+    r"""Trains a :class:`Recommender` on ``data`` with the full-ranking
+    protocol.
+
+    Args:
+        model (Recommender): The model, bound to ``data``'s training graph.
+        data (HeteroData): The dataset (see :func:`pyg_mmssl.data.build_data`).
+        config (TrainConfig): Options.
+        out (str, optional): Folder for ``metrics.json``, ``history.json``,
+            ``last.pt`` and ``best.pt``; nothing is written if omitted.
+        meta (dict, optional): Stored in checkpoints and ``metrics.json``
+            (model name and arguments, dataset, command), so that a
+            checkpoint can rebuild its model.
+        edge_type (tuple): The interaction edge type. (default:
+            ``('user', 'interacts', 'item')``)
+    """
+    def __init__(self, model: Recommender, data: HeteroData,
+                 config: TrainConfig, out: Optional[str] = None,
+                 meta: Optional[Dict[str, Any]] = None, edge_type=EDGE):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.out = out
+        self.meta = dict(meta or {})
+        src, _, dst = edge_type
+        num_users, num_items = data[src].num_nodes, data[dst].num_nodes
+        train = split_edge_index(data, 'train', edge_type)
+        self.train_csr = to_csr(train, num_users, num_items)
+        self.val_csr = to_csr(split_edge_index(data, 'val', edge_type),
+                              num_users, num_items)
+        self.test_csr = to_csr(split_edge_index(data, 'test', edge_type),
+                               num_users, num_items)
+        self.sampler = BPRSampler(train, num_users, num_items,
+                                  config.batch_size,
+                                  torch.Generator().manual_seed(config.seed))
+        opt_cls = (torch.optim.AdamW
+                   if config.optimizer == 'adamw' else torch.optim.Adam)
+        self.optimizer = opt_cls(model.recommender_parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+        d_params = model.discriminator_parameters()
+        self.d_optimizer = torch.optim.Adam(
+            d_params, lr=config.discriminator_lr,
+            betas=config.discriminator_betas) if d_params else None
+        self.show_progress = not config.quiet and sys.stderr.isatty()
+
+    # Evaluation ############################################################
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> Dict[str, float]:
+        r"""Full-ranking metrics on ``"val"`` or ``"test"`` (training items,
+        and with ``mask_val_at_test`` validation items, excluded)."""
+        self.model.eval()
+        emb = self.model.get_embedding()
+        exclude = [self.train_csr]
+        if split == 'test' and self.config.mask_val_at_test:
+            exclude.append(self.val_csr)
+        relevant = self.val_csr if split == 'val' else self.test_csr
+        return evaluate(emb.user, emb.item, relevant, exclude,
+                        self.config.ks, self.config.eval_chunk_size)
+
+    # Training ##############################################################
+
+    def _discriminator_step(self, d_loss: torch.Tensor):
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+
+    def train_epoch(self, epoch: int, state: Dict[str, Any]
+                    ) -> Dict[str, float]:
+        self.model.train()
+        sums: Dict[str, float] = {}
+        d_step = self._discriminator_step if self.d_optimizer else None
+        bar = tqdm(self.sampler, total=len(self.sampler), leave=False,
+                   desc=f'epoch {epoch}', disable=not self.show_progress)
+        for batch in bar:
+            self.model.on_train_step(state['step'])
+            user, pos, neg = (t.to(self.device) for t in batch)
+            terms = self.model.loss(user, pos, neg, d_step)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms['loss'].backward()
+            self.optimizer.step()
+            state['step'] += 1
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.) + value
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+        return {key: value / len(self.sampler) for key, value in sums.items()}
+
+    def _checkpoint(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        return {
+            'meta': self.meta,
+            'config': asdict(self.config),
+            'model': self.model.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'd_optimizer': (self.d_optimizer.state_dict()
+                            if self.d_optimizer else None),
+            'state': state,
+            'rng': _rng_state(self.sampler),
+        }
+
+    def _path(self, name: str) -> Optional[str]:
+        return osp.join(self.out, name) if self.out else None
+
+    def fit(self, resume: bool = False) -> Dict[str, Any]:
+        r"""Trains until early stopping (or ``epochs``), then evaluates the
+        best-validation model on test. Returns what ``metrics.json`` holds."""
+        cfg = self.config
+        seed_everything(cfg.seed)
+        state: Dict[str, Any] = {
+            'epoch': 0, 'step': 0, 'best_val': None, 'best_epoch': None,
+            'bad_epochs': 0, 'history': [], 'train_seconds': 0.0,
+            'finished': False,
+        }
+        best_model: Optional[Dict[str, torch.Tensor]] = None
+        last = self._path('last.pt')
+        if resume:
+            if not last or not osp.exists(last):
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint '{last}' to resume from")
+            ckpt = torch.load(last, map_location=self.device,
+                              weights_only=False)
+            self.model.load_state_dict(ckpt['model'])
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+            if self.d_optimizer is not None:
+                self.d_optimizer.load_state_dict(ckpt['d_optimizer'])
+            state = ckpt['state']
+            _set_rng_state(ckpt['rng'], self.sampler)
+            best = self._path('best.pt')
+            if osp.exists(best):
+                best_model = torch.load(best, map_location=self.device,
+                                        weights_only=False)['model']
+            log.info("resumed from %s at epoch %d", last, state['epoch'])
+
+        bar = tqdm(total=cfg.epochs, initial=state['epoch'], desc='training',
+                   disable=not self.show_progress)
+        while not state['finished'] and state['epoch'] < cfg.epochs:
+            epoch = state['epoch'] + 1
+            start = time.perf_counter()
+            losses = self.train_epoch(epoch, state)
+            seconds = time.perf_counter() - start
+            state['train_seconds'] += seconds
+            record: Dict[str, Any] = {'epoch': epoch, 'seconds': seconds,
+                                      'elapsed': state['train_seconds'],
+                                      **losses}
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                val = self.evaluate('val')
+                record['val'] = val
+                score = val[SELECTION_METRIC]
+                if state['best_val'] is None or score > state['best_val']:
+                    state['best_val'], state['best_epoch'] = score, epoch
+                    state['bad_epochs'] = 0
+                    best_model = {k: v.detach().clone() for k, v in
+                                  self.model.state_dict().items()}
+                    if self.out:
+                        atomic_torch_save({'meta': self.meta,
+                                           'config': asdict(cfg),
+                                           'model': best_model,
+                                           'epoch': epoch},
+                                          self._path('best.pt'))
+                else:
+                    state['bad_epochs'] += cfg.eval_every
+                if state['bad_epochs'] >= cfg.patience:
+                    state['finished'] = True
+                bar.set_postfix(val_recall20=f'{score:.4f}',
+                                best=f"{state['best_val']:.4f}")
+                self._log(record)
+            state['history'].append(record)
+            state['epoch'] = epoch
+            bar.update(1)
+            if self.out:
+                atomic_torch_save(self._checkpoint(state), last)
+        bar.close()
+        return self._finish(state, best_model)
+
+    def _log(self, record: Dict[str, Any]):
+        msg = (f"epoch {record['epoch']:4d}  loss {record['loss']:.4f}  "
+               f"val recall@20 {record['val']['recall@20']:.4f}  "
+               f"ndcg@20 {record['val']['ndcg@20']:.4f}  "
+               f"({record['seconds']:.1f}s)")
+        if self.show_progress:
+            tqdm.write(msg)
+        else:
+            log.info(msg)
+
+    def _finish(self, state: Dict[str, Any],
+                best_model: Optional[Dict[str, torch.Tensor]]
+                ) -> Dict[str, Any]:
+        if best_model is not None:
+            self.model.load_state_dict(best_model)
+        val, test = self.evaluate('val'), self.evaluate('test')
+        epochs = max(state['epoch'], 1)
+        result = {
+            'meta': self.meta,
+            'best_epoch': state['best_epoch'],
+            'epochs_run': state['epoch'],
+            'early_stopped': bool(state['finished']),
+            'seconds_per_epoch': state['train_seconds'] / epochs,
+            'train_seconds': state['train_seconds'],
+            'peak_memory_mb': peak_memory_mb(self.device),
+            'device': str(self.device),
+            'val': val,
+            'test': test,
+            'config': asdict(self.config),
+        }
+        if self.out:
+            atomic_write_json(result, self._path('metrics.json'))
+            atomic_write_json(state['history'], self._path('history.json'))
+        return result
+
+
+def format_table(rows: List[Tuple[str, Dict[str, float]]],
+                 ks=DEFAULT_KS) -> str:
+    r"""A Markdown table of Recall / NDCG / Precision / Hit / MAP at ``ks``
+    for named metric dicts (``[("val", {...}), ("test", {...})]``)."""
+    cols = [f'{m}@{k}' for k in ks for m in ('recall', 'ndcg', 'precision')]
+    lines = ['| split | ' + ' | '.join(cols) + ' |',
+             '|---' * (len(cols) + 1) + '|']
+    for name, metrics in rows:
+        lines.append(f'| {name} | ' + ' | '.join(
+            f'{metrics[c]:.4f}' for c in cols) + ' |')
+    return '\n'.join(lines)

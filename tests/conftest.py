@@ -1,0 +1,33 @@
+import os.path as osp
+
+import pytest
+import torch
+
+from pyg_mmssl.datasets import default_tiktok_root, synthetic_multimodal
+
+
+@pytest.fixture
+def tiny_data():
+    return synthetic_multimodal(num_users=60, num_items=40, num_clusters=4,
+                                interactions_per_user=8,
+                                modality_dims={'image': 8, 'text': 6}, seed=1)
+
+
+@pytest.fixture(scope='session')
+def tiktok_root():
+    root = default_tiktok_root()
+    if not osp.exists(osp.join(root, 'trnMat.pkl')):
+        pytest.skip(f"TikTok data not found at '{root}' (set "
+                    f"PYG_MMSSL_TIKTOK to the folder with trnMat.pkl)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(12345)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    # Processed caches of read-only folders go to a per-test location.
+    monkeypatch.setenv('PYG_MMSSL_CACHE', str(tmp_path / 'cache'))

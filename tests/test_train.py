@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+
+from pyg_mmssl.nn.models import LightGCN
+from pyg_mmssl.train import TrainConfig, Trainer
+
+
+def make_trainer(data, out=None, **kw):
+    torch.manual_seed(0)
+    model = LightGCN.from_data(data, embedding_dim=16, num_layers=2)
+    options = dict(batch_size=64, lr=5e-3, patience=100, seed=7,
+                   device='cpu', quiet=True)
+    options.update(kw)
+    cfg = TrainConfig(**options)
+    return Trainer(model, data, cfg, out=out)
+
+
+def test_training_improves_and_reports(tiny_data, tmp_path):
+    trainer = make_trainer(tiny_data, out=str(tmp_path), epochs=8)
+    before = trainer.evaluate('val')['recall@20']
+    result = trainer.fit()
+    assert result['epochs_run'] == 8
+    assert 1 <= result['best_epoch'] <= 8
+    assert result['val']['recall@20'] > before
+    assert result['peak_memory_mb'] > 0 and result['seconds_per_epoch'] > 0
+    on_disk = json.loads((tmp_path / 'metrics.json').read_text())
+    assert on_disk['test'] == pytest.approx(result['test'])
+    history = json.loads((tmp_path / 'history.json').read_text())
+    assert [h['epoch'] for h in history] == list(range(1, 9))
+    assert {'loss', 'bpr', 'reg', 'val'} <= set(history[0])
+    # Best-epoch model is what is reported: its val metric is the best seen.
+    best = max(h['val']['recall@20'] for h in history)
+    assert result['val']['recall@20'] == pytest.approx(best)
+    assert {p.name for p in tmp_path.iterdir()} == {
+        'metrics.json', 'history.json', 'last.pt', 'best.pt'}
+
+
+def test_early_stopping(tiny_data):
+    # With lr 0 nothing improves after the first evaluation.
+    trainer = make_trainer(tiny_data, epochs=200, patience=3, lr=0.0)
+    result = trainer.fit()
+    assert result['best_epoch'] == 1
+    assert result['epochs_run'] == 4 and result['early_stopped']
+
+
+def test_resume_matches_uninterrupted_run(tiny_data, tmp_path):
+    full = make_trainer(tiny_data, out=str(tmp_path / 'full'),
+                        epochs=6).fit()
+    make_trainer(tiny_data, out=str(tmp_path / 'part'), epochs=3).fit()
+    resumed = make_trainer(tiny_data, out=str(tmp_path / 'part'),
+                           epochs=6).fit(resume=True)
+    assert resumed['epochs_run'] == 6
+    assert resumed['best_epoch'] == full['best_epoch']
+    for split in ('val', 'test'):
+        for key, value in full[split].items():
+            assert resumed[split][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_resume_without_checkpoint(tiny_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        make_trainer(tiny_data, out=str(tmp_path), epochs=1).fit(resume=True)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        TrainConfig(optimizer='sgd')
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        if not torch.cuda.is_available():
+            Trainer(None, None, TrainConfig(device='cuda'))
+        else:
+            raise ValueError("CUDA is not available (skipped: CUDA present)")
