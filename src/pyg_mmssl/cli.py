@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser('train', help='train a model with early stopping')
     train.add_argument('--model', required=True, choices=sorted(MODEL_CONFIGS))
     _add_dataset_args(train)
+    train.add_argument('--preset', default=None,
+                       help='hyper-parameter preset (default: the dataset '
+                       'name; also baby, sports)')
     train.add_argument('--out', default=None,
                        help='output folder (default: runs/<model>-<dataset>)')
     train.add_argument('--resume', action='store_true',
@@ -74,8 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     seen = set()
     for cfg in MODEL_CONFIGS.values():
         for f in dataclasses.fields(cfg):
-            if f.name not in seen:
-                seen.add(f.name)
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            if f.type in (bool, 'bool'):
+                mg.add_argument(_flag('no_' + f.name), dest=f.name,
+                                action='store_const', const=False,
+                                default=None, help=f'ablation: without '
+                                f'{f.name.replace("_", " ")}')
+            else:
                 mg.add_argument(_flag(f.name), type=_field_type(f),
                                 default=None)
 
@@ -108,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     from pyg_mmssl.train import Trainer, format_table
 
     given = {k: v for k, v in vars(args).items() if v is not None}
-    model_cfg, train_cfg = preset(args.model, args.dataset)
+    model_cfg, train_cfg = preset(args.model, args.preset or args.dataset)
     model_fields = {f.name for f in dataclasses.fields(model_cfg)}
     other = {f.name for c in MODEL_CONFIGS.values()
              for f in dataclasses.fields(c)} - model_fields

@@ -100,7 +100,7 @@ def evaluate(user_emb: Tensor, item_emb: Tensor, relevant: CSR,
                              device=device)
         local, items = csr_rows((rowptr, col), rows)
         is_rel[local, items] = True
-        hits = is_rel.gather(1, top)
+        hits = is_rel.gather(1, top.indices)
         for key, value in ranking_metrics(hits, num_rel[rows], ks).items():
             sums[key] = sums.get(key, 0.) + value.sum()
     out = {key: float(v) / max(users.numel(), 1) for key, v in sums.items()}

@@ -33,9 +33,9 @@ def csr_rows(csr: CSR, rows: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def masked_topk(scores: Tensor, k: int, rows: Tensor,
-                exclude: Exclude = None) -> Tensor:
-    r"""Top-``k`` column indices of each row of ``scores`` (a ``[B, I]``
-    chunk for users ``rows``), never returning an excluded item.
+                exclude: Exclude = None):
+    r"""Top-``k`` ``(values, indices)`` of each row of ``scores`` (a
+    ``[B, I]`` chunk for users ``rows``), never returning an excluded item.
 
     Excluded items are set to :math:`-\infty`; if a user has fewer than ``k``
     admissible items, the trailing slots hold excluded items with score
@@ -45,13 +45,14 @@ def masked_topk(scores: Tensor, k: int, rows: Tensor,
         local, col = csr_rows(pattern, rows)
         scores[local, col] = float('-inf')
     k = min(k, scores.size(1))
-    return scores.topk(k, dim=1).indices
+    return scores.topk(k, dim=1)
 
 
 def topk_chunks(user_emb: Tensor, item_emb: Tensor, k: int,
                 users: Optional[Tensor] = None, exclude: Exclude = None,
                 chunk_size: int = 1024) -> Iterator[Tuple[Tensor, Tensor]]:
-    r"""Yields ``(users_chunk, topk_items)`` for inner-product scores
+    r"""Yields ``(users_chunk, topk)`` (``topk.values``, ``topk.indices``,
+    each ``[chunk, k]``) for inner-product scores
     :math:`\mathbf{e}_u^\top \mathbf{e}_i`, ``chunk_size`` users at a time."""
     if users is None:
         users = torch.arange(user_emb.size(0), device=user_emb.device)

@@ -185,7 +185,6 @@ class Trainer:
         bar = tqdm(self.sampler, total=len(self.sampler), leave=False,
                    desc=f'epoch {epoch}', disable=not self.show_progress)
         for batch in bar:
-            self.model.on_train_step(state['step'])
             user, pos, neg = (t.to(self.device) for t in batch)
             terms = self.model.loss(user, pos, neg, d_step)
             self.optimizer.zero_grad(set_to_none=True)
@@ -281,6 +280,8 @@ class Trainer:
             bar.update(1)
             if self.out:
                 atomic_torch_save(self._checkpoint(state), last)
+                atomic_write_json(state['history'],
+                                  self._path('history.json'))
         bar.close()
         return self._finish(state, best_model)
 

@@ -17,14 +17,56 @@ class LightGCNConfig:
     backend: Optional[str] = None
 
 
+@dataclass
+class MMSSLConfig:
+    r"""Arguments of :class:`pyg_mmssl.nn.models.MMSSL` (see there). Defaults
+    are the released code's (method file, section 2.5)."""
+    embedding_dim: int = 64
+    num_layers: int = 2
+    modality_layers: int = 1
+    dropout: float = 0.2
+    lambda_id: float = 0.36
+    lambda_f: float = 0.55
+    heads: int = 4
+    reg: float = 1e-5
+    feat_reg: float = 1e-5
+    cl_rate: float = 0.03
+    tau: float = 0.5
+    g_rate: float = 1e-4
+    gp_weight: float = 0.3
+    real_mix: float = 100.0
+    tau_real: float = 0.005
+    gumbel_eps: float = 1e-5
+    refresh_every: int = 1
+    topk_rate: float = 1e-4
+    critic: str = 'dense'
+    critic_rank: int = 64
+    adversarial: bool = True
+    contrastive: bool = True
+    gumbel: bool = True
+    attention: bool = True
+    backend: Optional[str] = None
+
+
 MODEL_CONFIGS = {
     'lightgcn': LightGCNConfig,
+    'mmssl': MMSSLConfig,
 }
 
 # (model, dataset) -> {'model': {...}, 'train': {...}}; 'default' applies to
 # any dataset without its own entry.
 PRESETS: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {
     ('lightgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
+    # MMSSL: the released code's values (method file, section 2.5), with its
+    # TikTok and Amazon settings. Batches are 1024 interactions (59 steps per
+    # TikTok epoch, as the reference's 1024-user batches).
+    ('mmssl', 'default'): {'train': {'lr': 5.5e-4, 'batch_size': 1024}},
+    ('mmssl', 'tiktok'): {
+        'model': {'g_rate': 1.8e-3, 'tau_real': 0.002, 'topk_rate': 0.01},
+        'train': {'lr': 5.4e-4, 'batch_size': 1024},
+    },
+    ('mmssl', 'baby'): {'train': {'lr': 5.5e-4, 'batch_size': 1024}},
+    ('mmssl', 'sports'): {'train': {'lr': 5.5e-4, 'batch_size': 1024}},
 }
 
 

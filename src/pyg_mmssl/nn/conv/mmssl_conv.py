@@ -2,7 +2,6 @@ from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
-from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, scatter, spmm
@@ -117,7 +116,10 @@ class MMSSLConv(MessagePassing):
           edge weights :math:`(|\mathcal{E}|)` *(optional)*
         - **output:** node features :math:`(|\mathcal{V}_t|, F)`
     """
-    SUPPORTS_FUSED_EDGE_INDEX = True
+    # EdgeIndex goes through gather + sorted scatter, not a fused matmul:
+    # PyG 2.8's EdgeIndex.matmul backward is wrong (or crashes) on
+    # rectangular, weighted adjacencies (tests/nn/conv/test_mmssl_conv.py).
+    SUPPORTS_FUSED_EDGE_INDEX = False
 
     def __init__(self, normalize: str = 'sym', cached: bool = False,
                  **kwargs):
@@ -173,12 +175,9 @@ class MMSSLConv(MessagePassing):
     def message(self, x_j: Tensor, edge_weight: OptTensor) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
-    def message_and_aggregate(self, edge_index: Adj, x: Tuple[Tensor, Tensor],
-                              edge_weight: OptTensor) -> Tensor:
-        if isinstance(edge_index, EdgeIndex):
-            return edge_index.matmul(other=x[0], input_value=edge_weight,
-                                     reduce=self.aggr, transpose=True)
-        return spmm(edge_index, x[0], reduce=self.aggr)
+    def message_and_aggregate(self, adj_t: Adj, x: Tuple[Tensor, Tensor]
+                              ) -> Tensor:
+        return spmm(adj_t, x[0], reduce=self.aggr)
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(normalize={self.normalize})'

@@ -1,14 +1,17 @@
-from .base import RecEmbedding, Recommender, bpr_loss
+from .base import RecEmbedding, Recommender
 from .lightgcn import LightGCN
+from .mmssl import MMSSL, MMSSLEmbedding
 
 MODELS = {
     'lightgcn': LightGCN,
+    'mmssl': MMSSL,
 }
 
 __all__ = [
     'RecEmbedding',
     'Recommender',
-    'bpr_loss',
     'LightGCN',
+    'MMSSL',
+    'MMSSLEmbedding',
     'MODELS',
 ]

@@ -17,20 +17,6 @@ class RecEmbedding(NamedTuple):
     item: Tensor
 
 
-def bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-    r"""Bayesian personalised ranking,
-    :math:`-\frac{1}{B}\sum \ln \sigma(\mathbf{e}_u^\top \mathbf{e}_p -
-    \mathbf{e}_u^\top \mathbf{e}_n)`, in its numerically stable softplus
-    form."""
-    diff = (user * pos).sum(-1) - (user * neg).sum(-1)
-    return torch.nn.functional.softplus(-diff).mean()
-
-
-def l2_reg(*tensors: Tensor) -> Tensor:
-    r""":math:`\frac{1}{B} \sum_t \|t\|^2` over the given batch tensors."""
-    return sum(t.pow(2).sum() for t in tensors) / tensors[0].size(0)
-
-
 class Recommender(torch.nn.Module):
     r"""Base class of the models the trainer drives.
 
@@ -103,10 +89,6 @@ class Recommender(torch.nn.Module):
         skip = {id(p) for p in self.discriminator_parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
-    def on_train_step(self, step: int):
-        r"""Called by the trainer before each optimisation step (e.g. to
-        refresh learned graphs every T steps)."""
-
     @torch.no_grad()
     def recommend(self, user: Tensor, k: int = 20,
                   exclude: Optional[CSR] = None,
@@ -119,6 +101,6 @@ class Recommender(torch.nn.Module):
         masks = [self.train_csr()] if exclude_train else []
         if exclude is not None:
             masks.append(tuple(t.to(device) for t in exclude))
-        out = [top for _, top in topk_chunks(emb.user, emb.item, k,
+        out = [top.indices for _, top in topk_chunks(emb.user, emb.item, k,
                                              user.to(device), masks)]
         return torch.cat(out) if out else user.new_empty((0, k))

@@ -7,8 +7,9 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from pyg_mmssl.data.graph import EDGE, split_edge_index
 from pyg_mmssl.nn.adjacency import homogeneous_adjacency
+from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
-                                      Recommender, bpr_loss, l2_reg)
+                                      Recommender)
 
 
 class LightGCN(Recommender):

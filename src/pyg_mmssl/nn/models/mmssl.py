@@ -1,0 +1,412 @@
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_mmssl.data.graph import modality_features, split_edge_index
+from pyg_mmssl.nn.adjacency import BipartiteGraph, Propagation
+from pyg_mmssl.nn.attention import ModalityAttention
+from pyg_mmssl.nn.conv import MMSSLConv
+from pyg_mmssl.nn.discriminator import Discriminator
+from pyg_mmssl.nn.losses import bpr_loss, info_nce, l2_reg
+from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
+                                      Recommender)
+from pyg_mmssl.nn.structure import num_learned_edges, topk_graph
+from pyg_mmssl.ranking import csr_rows
+
+
+class MMSSLEmbedding(NamedTuple):
+    r"""Everything one MMSSL forward pass produces."""
+    user: Tensor  #: final user embeddings :math:`\mathbf{e}_u`
+    item: Tensor  #: final item embeddings :math:`\mathbf{e}_i`
+    user_modal: Dict[str, Tensor]  #: :math:`\mathbf{P}_u^m`
+    item_modal: Dict[str, Tensor]  #: :math:`\mathbf{P}_i^m`
+    user_id_modal: Dict[str, Tensor]  #: :math:`\mathbf{H}_u^m`
+    item_id_modal: Dict[str, Tensor]  #: :math:`\mathbf{H}_i^m`
+    attention: Optional[Tensor]  #: user attention weights ``[U, H, M, M]``
+
+
+class MMSSL(Recommender):
+    r"""MMSSL from the `"Multi-Modal Self-Supervised Learning for
+    Recommendation" <https://arxiv.org/abs/2302.10632>`_ paper (WWW 2023),
+    built from PyG message passing (:class:`MMSSLConv`) over the observed
+    user-item graph :math:`\hat{\mathbf{A}}` and one learned graph
+    :math:`\hat{\mathbf{G}}^m` per modality:
+
+    .. math::
+        \mathbf{P}_u^m = \hat{\mathbf{A}} \, \mathrm{Drop}(\mathbf{X}^m
+        \mathbf{W}^m + \mathbf{b}^m), \quad
+        \mathbf{P}_i^m = \hat{\mathbf{A}}^\top \mathbf{P}_u^m
+
+        \mathbf{H}_u^m = \hat{\mathbf{G}}^m \mathbf{E}_i, \quad
+        \mathbf{Z}_u = \mathrm{mean}_m \, \mathrm{MHA}(\mathbf{H}_u^{1..|M|}),
+        \quad \mathbf{U}^{(0)} = \mathbf{E}_u + \lambda_{id}
+        \, \bar{\mathbf{Z}}_u
+
+        \mathbf{e}_u = \frac{1}{L+1} \sum_{l=0}^{L} \mathbf{U}^{(l)} +
+        \lambda_f \sum_m \bar{\mathbf{P}}_u^m
+
+    (items symmetric; :math:`\bar{\cdot}` is row-wise L2 normalisation).
+    Training adds to BPR a cross-modal InfoNCE between
+    :math:`\mathbf{H}_u^m` and :math:`\mathbf{e}_u`, and adversarial structure
+    learning: a WGAN-GP :class:`Discriminator` tells the Gumbel-softmax
+    transformed observed rows (mixed with collaborative scores) from each
+    modality's generated rows
+    :math:`\bar{\mathbf{s}}^m_u = \overline{\mathrm{mask}_u \odot
+    \mathbf{p}_u^m \mathbf{P}_i^{m\top}}`; every :obj:`refresh_every` steps
+    :math:`\hat{\mathbf{G}}^m` becomes the top-:math:`k` items of those scores
+    for every user (see :func:`topk_graph`).
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        train_edge_index (torch.Tensor): ``[2, E]`` training (user, item)
+            pairs.
+        modality_features (dict): Frozen item features per modality,
+            ``{name: [I, d_m]}``; any number of modalities.
+        embedding_dim (int): :math:`d`. (default: :obj:`64`)
+        num_layers (int): Collaborative propagation layers :math:`L`.
+            (default: :obj:`2`)
+        modality_layers (int): Modality propagation layers (each one user
+            and one item hop). (default: :obj:`1`)
+        dropout (float): Encoder dropout. (default: :obj:`0.2`)
+        lambda_id (float): :math:`\lambda_{id}`. (default: :obj:`0.36`)
+        lambda_f (float): :math:`\lambda_f`. (default: :obj:`0.55`)
+        heads (int): Attention heads. (default: :obj:`4`)
+        reg (float): L2 weight on the batch's ID embeddings.
+            (default: :obj:`1e-5`)
+        feat_reg (float): L2 weight on the batch's modality embeddings.
+            (default: :obj:`1e-5`)
+        cl_rate (float): Contrastive weight. (default: :obj:`0.03`)
+        tau (float): Contrastive temperature. (default: :obj:`0.5`)
+        g_rate (float): Generator (adversarial) weight. (default: :obj:`1e-4`)
+        gp_weight (float): Gradient penalty weight. (default: :obj:`0.3`)
+        real_mix (float): Weight of the collaborative scores mixed into the
+            real distribution. (default: :obj:`100.0`)
+        tau_real (float): Gumbel-softmax temperature of the real
+            distribution. (default: :obj:`0.005`)
+        gumbel_eps (float): Scale of the Gumbel noise. (default: :obj:`1e-5`)
+        refresh_every (int): :math:`T`, steps between graph refreshes.
+            (default: :obj:`1`)
+        topk_rate (float): Learned edges per user,
+            :math:`k = \max(1, \mathrm{round}(\text{rate} \cdot I))`.
+            (default: :obj:`1e-4`)
+        critic (str): ``"dense"`` or ``"lowrank"`` first critic layer (see
+            :class:`Discriminator`). (default: :obj:`"dense"`)
+        critic_rank (int): Rank of the ``"lowrank"`` critic.
+            (default: :obj:`64`)
+        adversarial (bool): Ablation switch: without it there is no critic
+            and :math:`\hat{\mathbf{G}}^m` stays the observed graph.
+            (default: :obj:`True`)
+        contrastive (bool): Ablation switch for the InfoNCE term.
+            (default: :obj:`True`)
+        gumbel (bool): Ablation switch: without it the real distribution is
+            the row-normalised observed row. (default: :obj:`True`)
+        attention (bool): Ablation switch: without it
+            :math:`\mathbf{Z} = \mathrm{mean}_m \mathbf{H}^m`.
+            (default: :obj:`True`)
+        backend (str, optional): Propagation backend (see
+            :mod:`pyg_mmssl.nn.adjacency`); fastest for the device if omitted.
+        chunk_size (int): Users per chunk of the top-:math:`k` refresh.
+            (default: :obj:`1024`)
+    """
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        train_edge_index: Tensor,
+        modality_features: Dict[str, Tensor],
+        embedding_dim: int = 64,
+        num_layers: int = 2,
+        modality_layers: int = 1,
+        dropout: float = 0.2,
+        lambda_id: float = 0.36,
+        lambda_f: float = 0.55,
+        heads: int = 4,
+        reg: float = 1e-5,
+        feat_reg: float = 1e-5,
+        cl_rate: float = 0.03,
+        tau: float = 0.5,
+        g_rate: float = 1e-4,
+        gp_weight: float = 0.3,
+        real_mix: float = 100.0,
+        tau_real: float = 0.005,
+        gumbel_eps: float = 1e-5,
+        refresh_every: int = 1,
+        topk_rate: float = 1e-4,
+        critic: str = 'dense',
+        critic_rank: int = 64,
+        adversarial: bool = True,
+        contrastive: bool = True,
+        gumbel: bool = True,
+        attention: bool = True,
+        backend: Optional[str] = None,
+        chunk_size: int = 1024,
+    ):
+        super().__init__(num_users, num_items, train_edge_index, backend)
+        if not modality_features:
+            raise ValueError("MMSSL needs at least one modality")
+        if refresh_every <= 0:
+            raise ValueError(f"refresh_every must be positive, got "
+                             f"{refresh_every}")
+        self.modalities: List[str] = list(modality_features)
+        self.embedding_dim = embedding_dim
+        self.num_layers = num_layers
+        self.modality_layers = modality_layers
+        self.lambda_id, self.lambda_f = lambda_id, lambda_f
+        self.reg, self.feat_reg = reg, feat_reg
+        self.cl_rate, self.tau = cl_rate, tau
+        self.g_rate, self.gp_weight = g_rate, gp_weight
+        self.real_mix, self.tau_real = real_mix, tau_real
+        self.gumbel_eps = gumbel_eps
+        self.refresh_every = refresh_every
+        self.k = num_learned_edges(num_items, topk_rate)
+        self.adversarial, self.contrastive = adversarial, contrastive
+        self.gumbel = gumbel
+        self.chunk_size = chunk_size
+
+        for j, x in enumerate(modality_features.values()):
+            if x.dim() != 2 or x.size(0) != num_items:
+                raise ValueError(f"features of modality '{self.modalities[j]}'"
+                                 f" must be [{num_items}, d], got "
+                                 f"{tuple(x.shape)}")
+            self.register_buffer(f'feat_{j}', x.float(), persistent=False)
+            self.register_buffer(f'learned_{j}', train_edge_index.clone())
+        self.register_buffer('num_steps', torch.zeros((), dtype=torch.long))
+
+        self.encoders = torch.nn.ModuleList([
+            torch.nn.Linear(x.size(1), embedding_dim)
+            for x in modality_features.values()
+        ])
+        self.dropout = torch.nn.Dropout(dropout)
+        self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
+        self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
+        self.attention = ModalityAttention(embedding_dim, heads) \
+            if attention else None
+        self.conv = MMSSLConv(normalize='none')
+        self.discriminator = Discriminator(num_items, critic, critic_rank) \
+            if adversarial else None
+        self.reset_parameters()
+
+    @classmethod
+    def from_data(cls, data: HeteroData,
+                  modalities: Optional[Sequence[str]] = None,
+                  user: str = 'user', item: str = 'item',
+                  edge: str = 'interacts', **kwargs) -> 'MMSSL':
+        r"""Builds the model for a :class:`HeteroData`: node types ``user``
+        and ``item``, training edges ``(user, edge, item)``, item features
+        ``data[item][m]`` for each modality ``m`` (default:
+        ``data.modalities``)."""
+        feats = modality_features(data, modalities, node_type=item)
+        edge_index = split_edge_index(data, 'train', (user, edge, item))
+        return cls(data[user].num_nodes, data[item].num_nodes, edge_index,
+                   feats, **kwargs)
+
+    def reset_parameters(self):
+        for enc in self.encoders:
+            enc.reset_parameters()
+        torch.nn.init.xavier_uniform_(self.user_emb.weight)
+        torch.nn.init.xavier_uniform_(self.item_emb.weight)
+        if self.attention is not None:
+            self.attention.reset_parameters()
+        if self.discriminator is not None:
+            self.discriminator.reset_parameters()
+
+    def discriminator_parameters(self) -> List[torch.nn.Parameter]:
+        if self.discriminator is None:
+            return []
+        return list(self.discriminator.parameters())
+
+    # Graphs ################################################################
+
+    def learned_edge_index(self, modality: str) -> Tensor:
+        r"""``[2, E]`` (user, item) edges of a modality's learned graph."""
+        return getattr(self, f'learned_{self.modalities.index(modality)}')
+
+    def learned_graph(self, j: int) -> BipartiteGraph:
+        return self.cached_graph(f'learned_{j}', lambda: BipartiteGraph.build(
+            getattr(self, f'learned_{j}'), self.num_users, self.num_items,
+            backend=self.propagation_backend()))
+
+    def write_learned_graphs(self, data: HeteroData, user: str = 'user',
+                             item: str = 'item') -> HeteroData:
+        r"""Stores each modality's learned graph in ``data`` as edge type
+        ``(user, modality, item)`` plus its reverse."""
+        for m in self.modalities:
+            ei = self.learned_edge_index(m).detach().cpu()
+            data[user, m, item].edge_index = ei
+            data[item, f'rev_{m}', user].edge_index = ei.flip(0)
+        return data
+
+    @torch.no_grad()
+    def refresh_graphs(self, user_modal: Dict[str, Tensor],
+                       item_modal: Dict[str, Tensor]):
+        r"""Replaces every learned graph by the top-:math:`k` items of
+        :math:`\mathbf{p}_u^{m\top} \mathbf{p}_i^m` for every user,
+        training items excluded."""
+        for j, m in enumerate(self.modalities):
+            edges = topk_graph(user_modal[m].detach(), item_modal[m].detach(),
+                               self.k, self.train_csr(), self.chunk_size)
+            setattr(self, f'learned_{j}', edges)
+            self.clear_graph_cache(f'learned_{j}')
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Learned graphs change size with every refresh: adopt the stored
+        # ones as they are before the regular (same-shape) copy.
+        for j in range(len(self.modalities)):
+            key = f'{prefix}learned_{j}'
+            if key in state_dict:
+                setattr(self, f'learned_{j}', state_dict[key].to(
+                    self.train_edge_index.device).clone())
+                self.clear_graph_cache(f'learned_{j}')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # Forward ###############################################################
+
+    def _propagate(self, x: Tensor, p: Propagation) -> Tensor:
+        # propagate_type: (x: PairTensor, edge_weight: OptTensor)
+        return self.conv((x, None), p.adj, p.edge_weight, size=p.size)
+
+    def _fuse(self, h: Tensor):
+        if self.attention is None:
+            return h.mean(dim=1), None
+        return self.attention(h)
+
+    def forward(self) -> MMSSLEmbedding:
+        r"""All embeddings of one forward pass over the bound graphs."""
+        graph = self.bipartite_graph()
+        user_modal, item_modal = {}, {}
+        for j, m in enumerate(self.modalities):
+            p_i = self.dropout(self.encoders[j](getattr(self, f'feat_{j}')))
+            for _ in range(self.modality_layers):
+                p_u = self._propagate(p_i, graph.item_to_user)
+                p_i = self._propagate(p_u, graph.user_to_item)
+            user_modal[m], item_modal[m] = p_u, p_i
+
+        e_u, e_i = self.user_emb.weight, self.item_emb.weight
+        user_id_modal, item_id_modal = {}, {}
+        for j, m in enumerate(self.modalities):
+            learned = self.learned_graph(j)
+            user_id_modal[m] = self._propagate(e_i, learned.item_to_user)
+            item_id_modal[m] = self._propagate(e_u, learned.user_to_item)
+        z_u, att = self._fuse(torch.stack(list(user_id_modal.values()), 1))
+        z_i, _ = self._fuse(torch.stack(list(item_id_modal.values()), 1))
+
+        u = e_u + self.lambda_id * F.normalize(z_u, dim=-1)
+        i = e_i + self.lambda_id * F.normalize(z_i, dim=-1)
+        users, items = [u], [i]
+        for _ in range(self.num_layers):
+            u, i = (self._propagate(i, graph.item_to_user),
+                    self._propagate(u, graph.user_to_item))
+            users.append(u)
+            items.append(i)
+        user = torch.stack(users).mean(0)
+        item = torch.stack(items).mean(0)
+        for m in self.modalities:
+            user = user + self.lambda_f * F.normalize(user_modal[m], dim=-1)
+            item = item + self.lambda_f * F.normalize(item_modal[m], dim=-1)
+        return MMSSLEmbedding(user, item, user_modal, item_modal,
+                              user_id_modal, item_id_modal, att)
+
+    def get_embedding(self) -> RecEmbedding:
+        out = self.forward()
+        return RecEmbedding(out.user, out.item)
+
+    # Adversarial structure learning #########################################
+
+    def _train_mask(self, users: Tensor) -> Tensor:
+        r"""``[B, I]`` indicator of the users' training items."""
+        local, col = csr_rows(self.train_csr(), users)
+        mask = torch.zeros(users.numel(), self.num_items,
+                           device=users.device)
+        mask[local, col] = 1.
+        return mask
+
+    def generated_distribution(self, user_emb: Tensor, item_emb: Tensor,
+                               train_mask: Tensor) -> Tensor:
+        r""":math:`\overline{(1 - \mathbf{r}_u) \odot \mathbf{p}_u
+        \mathbf{P}_i^\top}`: scores of the items the user has not
+        interacted with, L2-normalised per row."""
+        return F.normalize((user_emb @ item_emb.t()) * (1 - train_mask),
+                           dim=-1)
+
+    def real_distribution(self, train_mask: Tensor, user_emb: Tensor,
+                          item_emb: Tensor) -> Tensor:
+        r"""Gumbel-softmax of the observed rows,
+        :math:`\mathrm{softmax}((\mathbf{r}_u + \epsilon \mathbf{g}) /
+        \tau_{real})` with Gumbel noise :math:`\mathbf{g}`, plus
+        :obj:`real_mix` times the (detached) collaborative score
+        distribution, L2-normalised per row."""
+        if self.gumbel:
+            noise = torch.rand_like(train_mask).clamp_(1e-10, 1 - 1e-7)
+            gumbel = -torch.log(-torch.log(noise))
+            real = torch.softmax((train_mask + self.gumbel_eps * gumbel) /
+                                 self.tau_real, dim=-1)
+        else:
+            real = train_mask / train_mask.sum(-1, keepdim=True).clamp(min=1)
+        collab = self.generated_distribution(user_emb.detach(),
+                                             item_emb.detach(), train_mask)
+        return F.normalize(real + self.real_mix * collab, dim=-1)
+
+    # Loss ##################################################################
+
+    def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
+             discriminator_step: Optional[DiscriminatorStep] = None
+             ) -> Dict[str, Tensor]:
+        r"""Named terms of one training step:
+
+        .. math::
+            \mathcal{L} = \mathcal{L}_{BPR} + \lambda_{reg} \mathcal{L}_{reg}
+            + \lambda_{feat} \mathcal{L}_{feat} + \lambda_{cl}
+            \mathcal{L}_{cl} + \lambda_{G} \mathcal{L}_{adv}
+
+        ``"d"`` is the critic loss, minimised by ``discriminator_step``
+        before :math:`\mathcal{L}_{adv} = -\mathbb{E}[D(\bar{\mathbf{s}})]`
+        is computed with the updated critic. Every :obj:`refresh_every` calls
+        the learned graphs are refreshed from this step's modality scores.
+        """
+        out = self.forward()
+        zero = out.user.new_zeros(())
+        bpr = bpr_loss(out.user[user], out.item[pos], out.item[neg])
+        reg = l2_reg(self.user_emb.weight[user], self.item_emb.weight[pos],
+                     self.item_emb.weight[neg])
+        feat = sum(l2_reg(out.user_modal[m][user], out.item_modal[m][pos],
+                          out.item_modal[m][neg]) for m in self.modalities)
+
+        batch_users = torch.unique(user)
+        cl = zero
+        if self.contrastive:
+            cl = sum(info_nce(out.user_id_modal[m][batch_users],
+                              out.user[batch_users], self.tau)
+                     for m in self.modalities)
+
+        adv, d_loss = zero, zero
+        if self.adversarial:
+            mask = self._train_mask(batch_users)
+            fake = torch.cat([
+                self.generated_distribution(out.user_modal[m][batch_users],
+                                            out.item_modal[m], mask)
+                for m in self.modalities
+            ])
+            if discriminator_step is not None:
+                real = self.real_distribution(mask, out.user[batch_users],
+                                              out.item)
+                d_loss = self.discriminator.loss(real, fake, self.gp_weight)
+                discriminator_step(d_loss)
+            adv = -self.discriminator(fake).mean()
+            if self.training:
+                if int(self.num_steps) % self.refresh_every == 0:
+                    self.refresh_graphs(out.user_modal, out.item_modal)
+                self.num_steps += 1
+
+        total = (bpr + self.reg * reg + self.feat_reg * feat +
+                 self.cl_rate * cl + self.g_rate * adv)
+        return {'loss': total, 'bpr': bpr, 'reg': reg, 'feat_reg': feat,
+                'cl': cl, 'adv': adv, 'd': d_loss.detach()}
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users} users, '
+                f'{self.num_items} items, modalities={self.modalities}, '
+                f'dim={self.embedding_dim}, k={self.k})')

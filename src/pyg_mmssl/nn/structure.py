@@ -1,0 +1,29 @@
+r"""Modality-aware structure learning: the learned user-item graph of a
+modality keeps, for every user, the ``k`` highest-scoring items that are not
+already training items."""
+import torch
+from torch import Tensor
+
+from pyg_mmssl.ranking import Exclude, topk_chunks
+
+
+def num_learned_edges(num_items: int, rate: float) -> int:
+    r""":math:`k = \max(1, \mathrm{round}(\text{rate} \cdot I))`."""
+    return max(1, round(rate * num_items))
+
+
+@torch.no_grad()
+def topk_graph(user_emb: Tensor, item_emb: Tensor, k: int,
+               exclude: Exclude = None, chunk_size: int = 1024) -> Tensor:
+    r"""``[2, E]`` (user, item) edges: the top-``k`` items of
+    :math:`\mathbf{p}_u^\top \mathbf{p}_i` for **every** user, excluded items
+    never chosen, computed ``chunk_size`` users at a time (memory
+    ``chunk_size x I``, never ``U x I``). A user with fewer than ``k``
+    admissible items keeps all of them."""
+    rows, cols = [], []
+    for users, top in topk_chunks(user_emb, item_emb, k, exclude=exclude,
+                                  chunk_size=chunk_size):
+        keep = torch.isfinite(top.values)
+        rows.append(users.view(-1, 1).expand_as(top.indices)[keep])
+        cols.append(top.indices[keep])
+    return torch.stack([torch.cat(rows), torch.cat(cols)])

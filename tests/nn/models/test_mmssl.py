@@ -1,0 +1,234 @@
+import math
+
+import pytest
+import torch
+
+from pyg_mmssl.nn.adjacency import available_backends
+from pyg_mmssl.nn.attention import ModalityAttention
+from pyg_mmssl.nn.discriminator import Discriminator
+from pyg_mmssl.nn.models import MMSSL
+from pyg_mmssl.train import TrainConfig, Trainer
+
+SMALL = dict(embedding_dim=16, heads=4, topk_rate=0.1, g_rate=0.01,
+             cl_rate=0.1)
+
+
+def batch():
+    return (torch.tensor([0, 1, 2, 3, 1, 5]), torch.tensor([2, 3, 4, 5, 6, 7]),
+            torch.tensor([8, 9, 10, 11, 12, 13]))
+
+
+def step(model, d_opt=None, opt=None):
+    grads = {}
+
+    def d_step(loss):
+        d_opt.zero_grad()
+        loss.backward()
+        grads.update({n: p.grad.clone() for n, p in
+                      model.discriminator.named_parameters()})
+        d_opt.step()
+
+    terms = model.loss(*batch(), d_step if d_opt else None)
+    if opt is not None:
+        opt.zero_grad()
+    terms['loss'].backward()
+    if opt is not None:
+        opt.step()
+    return terms, grads
+
+
+def optimisers(model):
+    critic = model.discriminator_parameters()
+    return (torch.optim.Adam(critic, 1e-3) if critic else None,
+            torch.optim.Adam(model.recommender_parameters(), 1e-2))
+
+
+def test_every_parameter_gets_a_gradient(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL)
+    d_opt, _ = optimisers(model)
+    _, d_grads = step(model, d_opt)
+    critic = set(id(p) for p in model.discriminator_parameters())
+    for name, p in model.named_parameters():
+        if id(p) in critic:
+            continue
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    names = [n for n, _ in model.discriminator.named_parameters()]
+    assert names and set(names) == set(d_grads)
+    for name, g in d_grads.items():
+        assert g.abs().sum() > 0, name
+
+
+def test_loss_terms_change_over_steps(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL)
+    d_opt, opt = optimisers(model)
+    history = [step(model, d_opt, opt)[0] for _ in range(4)]
+    for key in ('loss', 'bpr', 'reg', 'feat_reg', 'cl', 'adv', 'd'):
+        values = [float(h[key].detach()) for h in history]
+        assert len(set(values)) == len(values), (key, values)
+    # The contrastive loss is not the constant ln(2B - 1) of empty graphs.
+    n = torch.unique(batch()[0]).numel()
+    assert all(abs(float(h['cl'].detach()) / 2 - math.log(2 * n - 1)) > 1e-3
+               for h in history)
+
+
+def test_attention_depends_on_input():
+    torch.manual_seed(0)
+    attn = ModalityAttention(16, heads=4)
+    x = torch.randn(5, 3, 16)
+    out, w = attn(x)
+    assert out.shape == (5, 16) and w.shape == (5, 4, 3, 3)
+    assert not torch.allclose(w, torch.full_like(w, 1 / 3), atol=1e-3)
+    y = x.clone()
+    y[:, 1] += torch.randn(5, 16)
+    _, w2 = attn(y)
+    assert (w2 - w).abs().max() > 1e-3
+    assert torch.allclose(w.sum(-1), torch.ones(5, 4, 3), atol=1e-5)
+    with pytest.raises(ValueError, match="not divisible"):
+        ModalityAttention(10, heads=4)
+
+
+def test_attention_in_model_depends_on_modalities(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL).eval()
+    att = model().attention
+    model.feat_0.add_(torch.randn_like(model.feat_0))
+    # Features enter attention through the learned graphs after a refresh.
+    with torch.no_grad():
+        out = model()
+    model.refresh_graphs(out.user_modal, out.item_modal)
+    assert (model().attention - att).abs().max() > 1e-4
+
+
+def test_refresh_gives_k_edges_per_user_and_never_empty(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL)
+    d_opt, opt = optimisers(model)
+    for _ in range(3):
+        step(model, d_opt, opt)
+    train = model.train_edge_index
+    for m in model.modalities:
+        ei = model.learned_edge_index(m)
+        assert ei.size(1) > 0
+        deg = torch.bincount(ei[0], minlength=model.num_users)
+        assert (deg == model.k).all()
+        learned = set((ei[0] * model.num_items + ei[1]).tolist())
+        observed = set((train[0] * model.num_items + train[1]).tolist())
+        assert not learned & observed  # training items are masked
+    data = model.write_learned_graphs(tiny_data.clone())
+    assert torch.equal(data['user', 'image', 'item'].edge_index,
+                       model.learned_edge_index('image'))
+
+
+def test_refresh_every_t_steps(tiny_data):
+    model = MMSSL.from_data(tiny_data, **{**SMALL, 'refresh_every': 3})
+    d_opt, opt = optimisers(model)
+    seen = []
+    for _ in range(4):
+        step(model, d_opt, opt)
+        seen.append(model.learned_edge_index('image').clone())
+    assert seen[0].shape == seen[1].shape and torch.equal(seen[1], seen[2])
+    assert not torch.equal(seen[2], seen[3])  # refreshed at step 3
+
+
+def test_critic_is_nonlinear():
+    torch.manual_seed(0)
+    d = Discriminator(40).eval()
+    slopes = [m.negative_slope for m in d.modules()
+              if isinstance(m, torch.nn.LeakyReLU)]
+    assert slopes and all(s == 0.2 for s in slopes)
+    x, y = torch.randn(8, 40), torch.randn(8, 40)
+    additivity = d(x + y) - d(x) - d(y) + d(torch.zeros(8, 40))
+    assert additivity.abs().max() > 1e-3
+    with pytest.raises(ValueError, match="linear"):
+        Discriminator(40, negative_slope=1)
+    with pytest.raises(ValueError, match="unknown critic"):
+        Discriminator(40, critic='huge')
+
+
+def test_lowrank_critic_shapes():
+    d = Discriminator(40, critic='lowrank', rank=4)
+    assert d(torch.randn(6, 40)).shape == (6, )
+    assert d.net[0][0].weight.shape == (4, 40)
+
+
+def test_stacked_layers_differ(tiny_data):
+    outs = {}
+    for layers in (1, 2):
+        for mlayers in (1, 2):
+            torch.manual_seed(0)
+            model = MMSSL.from_data(tiny_data, num_layers=layers,
+                                    modality_layers=mlayers, **SMALL).eval()
+            outs[layers, mlayers] = model()
+    assert not torch.allclose(outs[1, 1].user, outs[2, 1].user, atol=1e-4)
+    assert not torch.allclose(outs[1, 1].user_modal['image'],
+                              outs[1, 2].user_modal['image'], atol=1e-4)
+
+
+@pytest.mark.parametrize('backend', available_backends())
+def test_backends_agree(tiny_data, backend):
+    results = {}
+    for b in ('scatter', backend):
+        torch.manual_seed(0)
+        model = MMSSL.from_data(tiny_data, backend=b, **SMALL)
+        d_opt, _ = optimisers(model)
+        torch.manual_seed(1)
+        terms, _ = step(model, d_opt)
+        critic = {id(p) for p in model.discriminator_parameters()}
+        results[b] = (terms, {n: p.grad for n, p in model.named_parameters()
+                              if id(p) not in critic})
+    (t1, g1), (t2, g2) = results['scatter'], results[backend]
+    for key in t1:
+        assert torch.allclose(t1[key], t2[key], atol=1e-5, rtol=1e-4), key
+    for name in g1:
+        assert torch.allclose(g1[name], g2[name], atol=1e-5, rtol=1e-4), name
+
+
+@pytest.mark.parametrize('switch', ['adversarial', 'contrastive', 'gumbel',
+                                    'attention'])
+def test_ablations(tiny_data, switch):
+    model = MMSSL.from_data(tiny_data, **{**SMALL, switch: False})
+    d_opt, opt = optimisers(model)
+    terms, _ = step(model, d_opt, opt)
+    assert torch.isfinite(terms['loss'])
+    if switch == 'adversarial':
+        assert model.discriminator is None and float(terms['adv']) == 0
+        assert torch.equal(model.learned_edge_index('image'),
+                           model.train_edge_index)
+    if switch == 'contrastive':
+        assert float(terms['cl']) == 0
+    if switch == 'attention':
+        assert model().attention is None
+
+
+def test_seeded_training_is_reproducible(tiny_data, tmp_path):
+    results = []
+    for run in range(2):
+        torch.manual_seed(0)
+        model = MMSSL.from_data(tiny_data, **SMALL)
+        cfg = TrainConfig(epochs=2, batch_size=64, seed=3, device='cpu',
+                          quiet=True)
+        results.append(Trainer(model, tiny_data, cfg,
+                               out=str(tmp_path / str(run))).fit())
+    assert results[0]['val'] == results[1]['val']
+    assert results[0]['test'] == results[1]['test']
+
+
+def test_checkpoint_restores_learned_graphs(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL)
+    d_opt, opt = optimisers(model)
+    step(model, d_opt, opt)
+    state = model.state_dict()
+    fresh = MMSSL.from_data(tiny_data, **SMALL)
+    assert fresh.learned_edge_index('text').shape != \
+        model.learned_edge_index('text').shape
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.learned_edge_index('text'),
+                       model.learned_edge_index('text'))
+    fresh.eval(), model.eval()
+    assert torch.allclose(fresh.get_embedding().user,
+                          model.get_embedding().user)
+
+
+def test_bad_arguments(tiny_data):
+    with pytest.raises(ValueError, match="at least one modality"):
+        MMSSL.from_data(tiny_data, modalities=[])
+    with pytest.raises(ValueError, match="no feature 'audio'"):
+        MMSSL.from_data(tiny_data, modalities=['audio'])
