@@ -21,8 +21,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# LightGCN and MMSSL on the embedded *synthetic* dataset, then a comparison.
+DEMO_ARGS := --dataset synthetic --quiet
 demo: install
-	$(VENV)/bin/pyg-mmssl train --model lightgcn --dataset synthetic --out runs/demo
+	rm -rf runs/demo
+	$(VENV)/bin/pyg-mmssl train --model lightgcn --epochs 40 --patience 10 $(DEMO_ARGS) --out runs/demo/lightgcn
+	$(VENV)/bin/pyg-mmssl train --model mmssl --critic lowrank --epochs 12 --lr 2e-3 $(DEMO_ARGS) --out runs/demo/mmssl
+	$(VENV)/bin/pyg-mmssl compare runs/demo/lightgcn runs/demo/mmssl
 
 test: install
 	$(PY) -m pytest -q

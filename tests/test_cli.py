@@ -97,3 +97,26 @@ def test_bad_user_and_console_script(trained):
     assert proc.returncode == 2
     assert 'user 100000 out of range' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_train_mmssl_and_compare(tmp_path, capsys):
+    out = tmp_path / 'mmssl'
+    assert main(['train', '--model', 'mmssl', '--dataset', 'synthetic',
+                 '--out', str(out), '--critic', 'lowrank', '--topk-rate',
+                 '0.01', '--no-gumbel'] + FAST) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    cfg = metrics['meta']['model_config']
+    assert cfg['critic'] == 'lowrank' and cfg['gumbel'] is False
+    assert cfg['embedding_dim'] == 8
+    history = json.loads((out / 'history.json').read_text())
+    assert {'bpr', 'cl', 'adv', 'd'} <= set(history[0])
+    capsys.readouterr()
+    assert main(['compare', str(out)]) == 0
+    assert 'mmssl (lowrank critic)' in capsys.readouterr().out
+
+
+def test_option_of_another_model_is_refused(capsys):
+    assert main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+                 '--critic', 'dense']) == 2
+    assert "--critic does not apply to model 'lightgcn'" in \
+        capsys.readouterr().err

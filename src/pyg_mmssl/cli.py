@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument('--root', help='dataset folder, if it moved')
     rec.add_argument('--device', default='auto')
 
+    cmp = sub.add_parser('compare', help='table of finished runs')
+    cmp.add_argument('runs', nargs='+', help='run folders or metrics.json '
+                     'files')
+
     info = sub.add_parser('info', help='dataset statistics')
     _add_dataset_args(info)
     return parser
@@ -219,6 +223,32 @@ def cmd_recommend(args: argparse.Namespace) -> List[List[int]]:
     return top
 
 
+def cmd_compare(args: argparse.Namespace) -> str:
+    rows = ['| model | dataset | best epoch | epochs | s/epoch | peak MB | '
+            'test recall@20 | test ndcg@20 | test precision@20 |',
+            '|---|---|---|---|---|---|---|---|---|']
+    for run in args.runs:
+        path = osp.join(run, 'metrics.json') if osp.isdir(run) else run
+        if not osp.exists(path):
+            raise FileNotFoundError(f"no metrics.json at '{path}' (has the "
+                                    f"run finished?)")
+        with open(path) as f:
+            m = json.load(f)
+        name = m['meta'].get('model', '?')
+        critic = m['meta'].get('model_config', {}).get('critic')
+        if critic:
+            name += f' ({critic} critic)'
+        t = m['test']
+        rows.append(f"| {name} | {m['meta'].get('dataset', '?')} | "
+                    f"{m['best_epoch']} | {m['epochs_run']} | "
+                    f"{m['seconds_per_epoch']:.2f} | "
+                    f"{m['peak_memory_mb']:.0f} | {t['recall@20']:.4f} | "
+                    f"{t['ndcg@20']:.4f} | {t['precision@20']:.4f} |")
+    table = '\n'.join(rows)
+    print(table)
+    return table
+
+
 def cmd_info(args: argparse.Namespace) -> Dict[str, Any]:
     from pyg_mmssl.datasets import load_dataset
     stats = statistics(load_dataset(args.dataset, args.root))
@@ -228,7 +258,8 @@ def cmd_info(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 COMMANDS = {'train': cmd_train, 'evaluate': cmd_evaluate,
-            'recommend': cmd_recommend, 'info': cmd_info}
+            'recommend': cmd_recommend, 'compare': cmd_compare,
+            'info': cmd_info}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

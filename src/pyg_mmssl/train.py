@@ -177,21 +177,25 @@ class Trainer:
         d_loss.backward()
         self.d_optimizer.step()
 
+    def train_step(self, batch, state: Dict[str, Any]) -> Dict[str, float]:
+        r"""One optimisation step on a BPR batch; returns the loss terms."""
+        user, pos, neg = (t.to(self.device) for t in batch)
+        d_step = self._discriminator_step if self.d_optimizer else None
+        terms = self.model.loss(user, pos, neg, d_step)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms['loss'].backward()
+        self.optimizer.step()
+        state['step'] += 1
+        return {k: float(v.detach()) for k, v in terms.items()}
+
     def train_epoch(self, epoch: int, state: Dict[str, Any]
                     ) -> Dict[str, float]:
         self.model.train()
         sums: Dict[str, float] = {}
-        d_step = self._discriminator_step if self.d_optimizer else None
         bar = tqdm(self.sampler, total=len(self.sampler), leave=False,
                    desc=f'epoch {epoch}', disable=not self.show_progress)
         for batch in bar:
-            user, pos, neg = (t.to(self.device) for t in batch)
-            terms = self.model.loss(user, pos, neg, d_step)
-            self.optimizer.zero_grad(set_to_none=True)
-            terms['loss'].backward()
-            self.optimizer.step()
-            state['step'] += 1
-            values = {k: float(v.detach()) for k, v in terms.items()}
+            values = self.train_step(batch, state)
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.) + value
             bar.set_postfix(loss=f"{values['loss']:.4f}")
