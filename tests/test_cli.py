@@ -120,3 +120,14 @@ def test_option_of_another_model_is_refused(capsys):
                  '--critic', 'dense']) == 2
     assert "--critic does not apply to model 'lightgcn'" in \
         capsys.readouterr().err
+
+
+def test_foreign_checkpoint_is_refused(tmp_path, capsys):
+    import torch
+    bad = tmp_path / 'bad.pt'
+    bad.write_bytes(b'not a checkpoint')
+    assert main(['evaluate', '--checkpoint', str(bad)]) == 2
+    assert 'is not a pyg-mmssl checkpoint' in capsys.readouterr().err
+    torch.save({'model': {}}, tmp_path / 'other.pt')
+    assert main(['evaluate', '--checkpoint', str(tmp_path / 'other.pt')]) == 2
+    assert 'is not a pyg-mmssl checkpoint' in capsys.readouterr().err

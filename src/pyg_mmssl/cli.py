@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import pickle
 import os.path as osp
 import sys
 from typing import Any, Dict, List, Optional
@@ -170,10 +171,12 @@ def load_checkpoint(path: str, root: Optional[str], device: str):
     if not osp.exists(path):
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+        # weights_only: a checkpoint cannot run code when loaded.
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
         meta = ckpt['meta']
         name = meta['model']
-    except (KeyError, TypeError, RuntimeError, EOFError) as e:
+    except (KeyError, TypeError, RuntimeError, EOFError,
+            pickle.UnpicklingError) as e:
         raise ValueError(f"'{path}' is not a pyg-mmssl checkpoint ({e})")
     data = load_dataset(meta['dataset'], root or meta.get('root'))
     model_cfg = MODEL_CONFIGS[name](**meta['model_config'])

@@ -95,7 +95,9 @@ def _rng_state(sampler: BPRSampler) -> Dict[str, Any]:
         'torch': torch.get_rng_state(),
         'cuda': (torch.cuda.get_rng_state_all()
                  if torch.cuda.is_available() else None),
-        'numpy': np.random.get_state(),
+        # Plain lists, so that checkpoints load with weights_only=True.
+        'numpy': [v.tolist() if isinstance(v, np.ndarray) else v
+                  for v in np.random.get_state()],
         'python': random.getstate(),
         'sampler': sampler.generator.get_state(),
     }
@@ -105,7 +107,8 @@ def _set_rng_state(state: Dict[str, Any], sampler: BPRSampler):
     torch.set_rng_state(state['torch'])
     if state['cuda'] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
-    np.random.set_state(state['numpy'])
+    name, keys, *rest = state['numpy']
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
     random.setstate(state['python'])
     sampler.generator.set_state(state['sampler'])
 
@@ -233,7 +236,7 @@ class Trainer:
                 raise FileNotFoundError(
                     f"--resume: no checkpoint '{last}' to resume from")
             ckpt = torch.load(last, map_location=self.device,
-                              weights_only=False)
+                              weights_only=True)
             self.model.load_state_dict(ckpt['model'])
             self.optimizer.load_state_dict(ckpt['optimizer'])
             if self.d_optimizer is not None:
@@ -243,7 +246,7 @@ class Trainer:
             best = self._path('best.pt')
             if osp.exists(best):
                 best_model = torch.load(best, map_location=self.device,
-                                        weights_only=False)['model']
+                                        weights_only=True)['model']
             log.info("resumed from %s at epoch %d", last, state['epoch'])
 
         bar = tqdm(total=cfg.epochs, initial=state['epoch'], desc='training',
