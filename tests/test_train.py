@@ -73,3 +73,26 @@ def test_config_validation():
             Trainer(None, None, TrainConfig(device='cuda'))
         else:
             raise ValueError("CUDA is not available (skipped: CUDA present)")
+
+
+def test_mmssl_resume_matches_uninterrupted_run(tiny_data, tmp_path):
+    from pyg_mmssl.nn.models import MMSSL
+
+    def trainer(out, epochs):
+        torch.manual_seed(0)
+        model = MMSSL.from_data(tiny_data, embedding_dim=16, topk_rate=0.1,
+                                refresh_every=2, critic='lowrank')
+        cfg = TrainConfig(epochs=epochs, batch_size=128, seed=5,
+                          device='cpu', quiet=True, patience=100)
+        return Trainer(model, tiny_data, cfg, out=str(out))
+
+    full = trainer(tmp_path / 'full', 4).fit()
+    trainer(tmp_path / 'part', 2).fit()
+    t = trainer(tmp_path / 'part', 4)
+    resumed = t.fit(resume=True)
+    for split in ('val', 'test'):
+        for key, value in full[split].items():
+            assert resumed[split][key] == pytest.approx(value, abs=1e-5), key
+    # The reported model is the best epoch's, learned graphs and step count
+    # included.
+    assert int(t.model.num_steps) == resumed['best_epoch'] * len(t.sampler)

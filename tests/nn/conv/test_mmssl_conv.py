@@ -66,6 +66,12 @@ def adjacencies(ei, size):
     return out
 
 
+def test_sparse_tensor_is_covered():
+    if not torch_geometric.typing.WITH_TORCH_SPARSE:
+        pytest.skip("torch_sparse not installed: SparseTensor not compared")
+    assert 'SparseTensor' in adjacencies(random_bipartite(), (7, 5))
+
+
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_all_adjacency_types_agree(seed):
     ei = random_bipartite(30, 20, 90, seed)
