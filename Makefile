@@ -9,7 +9,7 @@ comma := ,
 EXTRAS := $(if $(wildcard $(WHEELS)/*.whl),dev$(comma)sparse,dev)
 FIND_LINKS := $(if $(wildcard $(WHEELS)/*.whl),--find-links $(abspath $(WHEELS)),)
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m pyflakes src tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info runs

@@ -88,8 +88,8 @@ def main():
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"{config}: {rows[-1]['seconds_per_epoch']:.1f} s/epoch",
               file=sys.stderr)
-    print(f'| model | batch | steps/epoch | s/step | s/epoch | peak MB |\n'
-          f'|---|---|---|---|---|---|')
+    print('| model | batch | steps/epoch | s/step | s/epoch | peak MB |\n'
+          '|---|---|---|---|---|---|')
     for r in rows:
         print(f"| {r['config']} | {r['batch_size']} | {r['steps_per_epoch']} "
               f"| {r['seconds_per_step']:.3f} | {r['seconds_per_epoch']:.1f} "

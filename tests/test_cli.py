@@ -131,3 +131,11 @@ def test_foreign_checkpoint_is_refused(tmp_path, capsys):
     torch.save({'model': {}}, tmp_path / 'other.pt')
     assert main(['evaluate', '--checkpoint', str(tmp_path / 'other.pt')]) == 2
     assert 'is not a pyg-mmssl checkpoint' in capsys.readouterr().err
+
+
+def test_train_mmgcn(tmp_path):
+    out = tmp_path / 'mmgcn'
+    assert main(['train', '--model', 'mmgcn', '--dataset', 'synthetic',
+                 '--out', str(out), '--combine', 'add'] + FAST) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['meta']['model_config']['combine'] == 'add'

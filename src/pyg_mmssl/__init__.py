@@ -2,7 +2,8 @@ r"""pyg_mmssl: multimodal self-supervised recommendation (MMSSL) and
 baselines for PyTorch Geometric."""
 from .data import BPRSampler, build_data
 from .metrics import evaluate
-from .nn import LightGCN, MMSSLConv, RecEmbedding, Recommender
+from .nn import (MMGCN, MMSSL, LightGCN, MMGCNConv, MMSSLConv, RecEmbedding,
+                 Recommender)
 from .train import TrainConfig, Trainer
 
 __version__ = '0.1.0'
@@ -12,6 +13,9 @@ __all__ = [
     'build_data',
     'evaluate',
     'LightGCN',
+    'MMGCN',
+    'MMGCNConv',
+    'MMSSL',
     'MMSSLConv',
     'RecEmbedding',
     'Recommender',

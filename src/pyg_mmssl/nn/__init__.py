@@ -1,5 +1,5 @@
-from .conv import MMSSLConv, bipartite_norm
-from .models import LightGCN, RecEmbedding, Recommender
+from .conv import MMGCNConv, MMSSLConv, bipartite_norm
+from .models import LightGCN, MMGCN, MMSSL, RecEmbedding, Recommender
 
-__all__ = ['MMSSLConv', 'bipartite_norm', 'LightGCN', 'RecEmbedding',
-           'Recommender']
+__all__ = ['MMSSLConv', 'MMGCNConv', 'bipartite_norm', 'LightGCN', 'MMGCN',
+           'MMSSL', 'RecEmbedding', 'Recommender']

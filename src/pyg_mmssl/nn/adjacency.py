@@ -12,7 +12,7 @@ layer with a ``message_and_aggregate``):
 * ``"scatter"``: a plain ``[2, E]`` tensor, gather + scatter message passing.
 """
 import warnings
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor

@@ -48,8 +48,18 @@ class MMSSLConfig:
     backend: Optional[str] = None
 
 
+@dataclass
+class MMGCNConfig:
+    embedding_dim: int = 64
+    num_layers: int = 2
+    combine: str = 'concat'
+    reg: float = 1e-4
+    backend: Optional[str] = None
+
+
 MODEL_CONFIGS = {
     'lightgcn': LightGCNConfig,
+    'mmgcn': MMGCNConfig,
     'mmssl': MMSSLConfig,
 }
 
@@ -57,6 +67,7 @@ MODEL_CONFIGS = {
 # any dataset without its own entry.
 PRESETS: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {
     ('lightgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
+    ('mmgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
     # MMSSL: the released code's values (method file, section 2.5), with its
     # TikTok and Amazon settings. Batches are 1024 interactions (59 steps per
     # TikTok epoch, as the reference's 1024-user batches).

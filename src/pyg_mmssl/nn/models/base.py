@@ -1,9 +1,14 @@
 r"""What every pyg_mmssl recommender shares, and the interface the trainer
 drives: ``loss`` (named terms), ``get_embedding`` and ``recommend``."""
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional
+from typing import (Callable, Dict, Iterable, List, NamedTuple, Optional,
+                    Sequence)
 
 import torch
 from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from pyg_mmssl.data.graph import modality_features, split_edge_index, \
+    to_csr
 
 from pyg_mmssl.nn.adjacency import (BipartiteGraph, check_backend,
                                     default_backend)
@@ -25,8 +30,12 @@ class Recommender(torch.nn.Module):
     adjacencies are built once per device and cached (see
     :meth:`bipartite_graph`).
 
-    Subclasses implement :meth:`get_embedding` and :meth:`loss`.
+    Subclasses implement :meth:`get_embedding` and :meth:`loss`; those
+    with :attr:`multimodal` set take item features per modality as their
+    fourth argument.
     """
+    multimodal = False
+
     def __init__(self, num_users: int, num_items: int,
                  train_edge_index: Tensor, backend: Optional[str] = None):
         super().__init__()
@@ -36,6 +45,22 @@ class Recommender(torch.nn.Module):
         self.register_buffer('train_edge_index', train_edge_index.long(),
                              persistent=False)
         self._graph_cache: Dict[str, object] = {}
+
+    @classmethod
+    def from_data(cls, data: HeteroData, user: str = 'user',
+                  item: str = 'item', edge: str = 'interacts',
+                  modalities: Optional[Sequence[str]] = None, **kwargs):
+        r"""Builds the model for a :class:`HeteroData`: node types ``user``
+        and ``item``, training edges ``(user, edge, item)``, and for
+        multimodal models the item features ``data[item][m]`` of each
+        modality ``m`` (default: ``data.modalities``)."""
+        args = [data[user].num_nodes, data[item].num_nodes,
+                split_edge_index(data, 'train', (user, edge, item))]
+        if cls.multimodal:
+            args.append(modality_features(data, modalities, node_type=item))
+        elif modalities is not None:
+            raise ValueError(f"{cls.__name__} takes no modalities")
+        return cls(*args, **kwargs)
 
     # Graph #################################################################
 
@@ -63,7 +88,6 @@ class Recommender(torch.nn.Module):
 
     def train_csr(self) -> CSR:
         r"""Training items of each user as a CSR pattern (for masking)."""
-        from pyg_mmssl.data.graph import to_csr
         return self.cached_graph('train_csr', lambda: to_csr(
             self.train_edge_index, self.num_users, self.num_items))
 

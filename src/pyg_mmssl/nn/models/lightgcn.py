@@ -1,11 +1,8 @@
 from typing import Dict, Optional
 
-import torch
 from torch import Tensor
-from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from pyg_mmssl.data.graph import EDGE, split_edge_index
 from pyg_mmssl.nn.adjacency import homogeneous_adjacency
 from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
@@ -47,12 +44,6 @@ class LightGCN(Recommender):
         self.reg = reg
         self.model = PyGLightGCN(num_users + num_items, embedding_dim,
                                  num_layers, normalize=False)
-
-    @classmethod
-    def from_data(cls, data: HeteroData, edge_type=EDGE, **kwargs):
-        src, _, dst = edge_type
-        return cls(data[src].num_nodes, data[dst].num_nodes,
-                   split_edge_index(data, 'train', edge_type), **kwargs)
 
     def reset_parameters(self):
         self.model.reset_parameters()

@@ -1,11 +1,10 @@
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from pyg_mmssl.data.graph import modality_features, split_edge_index
 from pyg_mmssl.nn.adjacency import BipartiteGraph, Propagation
 from pyg_mmssl.nn.attention import ModalityAttention
 from pyg_mmssl.nn.conv import MMSSLConv
@@ -112,6 +111,8 @@ class MMSSL(Recommender):
         chunk_size (int): Users per chunk of the top-:math:`k` refresh.
             (default: :obj:`1024`)
     """
+    multimodal = True
+
     def __init__(
         self,
         num_users: int,
@@ -189,20 +190,6 @@ class MMSSL(Recommender):
         self.discriminator = Discriminator(num_items, critic, critic_rank) \
             if adversarial else None
         self.reset_parameters()
-
-    @classmethod
-    def from_data(cls, data: HeteroData,
-                  modalities: Optional[Sequence[str]] = None,
-                  user: str = 'user', item: str = 'item',
-                  edge: str = 'interacts', **kwargs) -> 'MMSSL':
-        r"""Builds the model for a :class:`HeteroData`: node types ``user``
-        and ``item``, training edges ``(user, edge, item)``, item features
-        ``data[item][m]`` for each modality ``m`` (default:
-        ``data.modalities``)."""
-        feats = modality_features(data, modalities, node_type=item)
-        edge_index = split_edge_index(data, 'train', (user, edge, item))
-        return cls(data[user].num_nodes, data[item].num_nodes, edge_index,
-                   feats, **kwargs)
 
     def reset_parameters(self):
         for enc in self.encoders:

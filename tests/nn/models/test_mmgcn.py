@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from pyg_mmssl.nn.adjacency import BACKENDS, available_backends
+from pyg_mmssl.nn.models import MMGCN
+from pyg_mmssl.train import TrainConfig, Trainer
+
+BATCH = (torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]),
+         torch.tensor([8, 9, 10, 11]))
+
+
+@pytest.mark.parametrize('combine', ['concat', 'add'])
+def test_every_parameter_gets_a_gradient(tiny_data, combine):
+    model = MMGCN.from_data(tiny_data, embedding_dim=8, combine=combine)
+    assert len(model.branches) == 2  # one per modality
+    model.loss(*BATCH)['loss'].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_backends_agree(tiny_data, backend):
+    if backend not in available_backends():
+        pytest.skip(f"backend '{backend}' needs torch_sparse")
+    out = {}
+    for b in ('scatter', backend):
+        torch.manual_seed(0)
+        model = MMGCN.from_data(tiny_data, embedding_dim=8, backend=b)
+        loss = model.loss(*BATCH)['loss']
+        loss.backward()
+        out[b] = (loss, model.id_emb.weight.grad)
+    assert torch.allclose(out['scatter'][0], out[backend][0], atol=1e-6)
+    assert torch.allclose(out['scatter'][1], out[backend][1], atol=1e-6)
+
+
+def test_trains_and_uses_each_modality(tiny_data):
+    torch.manual_seed(0)
+    model = MMGCN.from_data(tiny_data, embedding_dim=16)
+    trainer = Trainer(model, tiny_data, TrainConfig(
+        epochs=5, batch_size=64, lr=5e-3, device='cpu', quiet=True))
+    before = trainer.evaluate('val')['recall@20']
+    assert trainer.fit()['val']['recall@20'] > before
+    model.eval()
+    emb = model.get_embedding().item
+    model.feat_1.add_(1.0)
+    assert not torch.allclose(model.get_embedding().item, emb)
+
+
+def test_bad_arguments(tiny_data):
+    with pytest.raises(ValueError, match="unknown combine"):
+        MMGCN.from_data(tiny_data, combine='max')
+    with pytest.raises(ValueError, match="at least one modality"):
+        MMGCN.from_data(tiny_data, modalities=[])
