@@ -96,3 +96,10 @@ def test_mmssl_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     # The reported model is the best epoch's, learned graphs and step count
     # included.
     assert int(t.model.num_steps) == resumed['best_epoch'] * len(t.sampler)
+
+
+def test_resume_from_unreadable_checkpoint(tiny_data, tmp_path):
+    (tmp_path / 'last.pt').write_bytes(b'torn')
+    with pytest.raises(ValueError, match="is not a checkpoint this version "
+                       "can resume"):
+        make_trainer(tiny_data, out=str(tmp_path), epochs=1).fit(resume=True)

@@ -235,8 +235,14 @@ class Trainer:
             if not last or not osp.exists(last):
                 raise FileNotFoundError(
                     f"--resume: no checkpoint '{last}' to resume from")
-            ckpt = torch.load(last, map_location=self.device,
-                              weights_only=True)
+            try:
+                ckpt = torch.load(last, map_location=self.device,
+                                  weights_only=True)
+            except Exception as e:  # corrupt or foreign file, old format
+                raise ValueError(f"--resume: '{last}' is not a checkpoint "
+                                 f"this version can resume ({type(e).__name__}"
+                                 f"); start a new run with another --out"
+                                 ) from e
             self.model.load_state_dict(ckpt['model'])
             self.optimizer.load_state_dict(ckpt['optimizer'])
             if self.d_optimizer is not None:
