@@ -10,8 +10,10 @@ from torch_geometric.data import HeteroData
 from pyg_mmssl.data.graph import modality_features, split_edge_index, \
     to_csr
 
-from pyg_mmssl.nn.adjacency import (BipartiteGraph, check_backend,
-                                    default_backend)
+from pyg_mmssl.nn.adjacency import (BipartiteGraph, Propagation,
+                                    check_backend, default_backend,
+                                    homogeneous_adjacency)
+from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.ranking import CSR, topk_chunks
 
 DiscriminatorStep = Callable[[Tensor], None]
@@ -85,6 +87,30 @@ class Recommender(torch.nn.Module):
         return self.cached_graph('train', lambda: BipartiteGraph.build(
             self.train_edge_index, self.num_users, self.num_items,
             backend=self.propagation_backend()))
+
+    def homogeneous_graph(self, normalize: str = 'sym') -> Propagation:
+        r"""The normalised :math:`(U + I) \times (U + I)` training graph
+        (items offset by :math:`U`), for layers over one index space."""
+        return self.cached_graph(f'homogeneous_{normalize}', lambda:
+                                 homogeneous_adjacency(
+                                     self.train_edge_index, self.num_users,
+                                     self.num_items, normalize,
+                                     self.propagation_backend()))
+
+    def split_nodes(self, x: Tensor) -> RecEmbedding:
+        r"""Splits a ``[U + I, d]`` node matrix into users and items."""
+        return RecEmbedding(x[:self.num_users], x[self.num_users:])
+
+    def bpr_terms(self, emb: RecEmbedding, user: Tensor, pos: Tensor,
+                  neg: Tensor, ids: Tensor, *extra: Tensor
+                  ) -> Dict[str, Tensor]:
+        r"""BPR on ``emb`` plus ``reg`` times the L2 term of the batch's rows
+        of the ``[U + I, d]`` ID table ``ids`` (and of ``extra`` batch
+        tensors)."""
+        bpr = bpr_loss(emb.user[user], emb.item[pos], emb.item[neg])
+        reg = l2_reg(ids[user], ids[self.num_users + pos],
+                     ids[self.num_users + neg], *extra)
+        return {'loss': bpr + self.reg * reg, 'bpr': bpr, 'reg': reg}
 
     def train_csr(self) -> CSR:
         r"""Training items of each user as a CSR pattern (for masking)."""

@@ -3,8 +3,6 @@ from typing import Dict, Optional
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from pyg_mmssl.nn.adjacency import homogeneous_adjacency
-from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
                                       Recommender)
 
@@ -48,22 +46,13 @@ class LightGCN(Recommender):
     def reset_parameters(self):
         self.model.reset_parameters()
 
-    def _adjacency(self):
-        return self.cached_graph('homogeneous', lambda: homogeneous_adjacency(
-            self.train_edge_index, self.num_users, self.num_items,
-            backend=self.propagation_backend()))
-
     def get_embedding(self) -> RecEmbedding:
-        adj = self._adjacency()
-        out = self.model.get_embedding(adj.adj, adj.edge_weight)
-        return RecEmbedding(out[:self.num_users], out[self.num_users:])
+        adj = self.homogeneous_graph('sym')
+        return self.split_nodes(self.model.get_embedding(adj.adj,
+                                                         adj.edge_weight))
 
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
              discriminator_step: Optional[DiscriminatorStep] = None
              ) -> Dict[str, Tensor]:
-        emb = self.get_embedding()
-        bpr = bpr_loss(emb.user[user], emb.item[pos], emb.item[neg])
-        ego = self.model.embedding.weight
-        reg = l2_reg(ego[user], ego[self.num_users + pos],
-                     ego[self.num_users + neg])
-        return {'loss': bpr + self.reg * reg, 'bpr': bpr, 'reg': reg}
+        return self.bpr_terms(self.get_embedding(), user, pos, neg,
+                              self.model.embedding.weight)

@@ -4,9 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyg_mmssl.nn.adjacency import Propagation, homogeneous_adjacency
+from pyg_mmssl.nn.adjacency import Propagation
 from pyg_mmssl.nn.conv import MMGCNConv
-from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
                                       Recommender)
 
@@ -122,27 +121,15 @@ class MMGCN(Recommender):
         for branch in self.branches:
             branch.reset_parameters()
 
-    def _adjacency(self) -> Propagation:
-        return self.cached_graph('homogeneous_mean', lambda:
-                                 homogeneous_adjacency(
-                                     self.train_edge_index, self.num_users,
-                                     self.num_items, normalize='mean',
-                                     backend=self.propagation_backend()))
-
     def get_embedding(self) -> RecEmbedding:
-        adj = self._adjacency()
+        adj = self.homogeneous_graph('mean')
         reps = [branch(getattr(self, f'feat_{j}'), self.id_emb.weight, adj)
                 for j, branch in enumerate(self.branches)]
-        rep = torch.stack(reps).mean(0)
-        return RecEmbedding(rep[:self.num_users], rep[self.num_users:])
+        return self.split_nodes(torch.stack(reps).mean(0))
 
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
              discriminator_step: Optional[DiscriminatorStep] = None
              ) -> Dict[str, Tensor]:
-        emb = self.get_embedding()
-        bpr = bpr_loss(emb.user[user], emb.item[pos], emb.item[neg])
-        ids = self.id_emb.weight
-        reg = l2_reg(ids[user], ids[self.num_users + pos],
-                     ids[self.num_users + neg],
-                     *[b.preference[user] for b in self.branches])
-        return {'loss': bpr + self.reg * reg, 'bpr': bpr, 'reg': reg}
+        return self.bpr_terms(self.get_embedding(), user, pos, neg,
+                              self.id_emb.weight,
+                              *[b.preference[user] for b in self.branches])
