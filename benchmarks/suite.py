@@ -1,0 +1,182 @@
+r"""The accuracy benchmark: several models on one dataset, several seeds,
+the same protocol (``pyg-mmssl train``: validation-selected, full ranking,
+training items masked). Each run is its own ``pyg-mmssl train`` process, so
+peak memory is per run.
+
+    python benchmarks/suite.py --dataset tiktok --seeds 0 1 2 --out results/tiktok
+    python benchmarks/suite.py --dataset synthetic --seeds 0 --epochs 2 --out /tmp/s
+
+Writes into ``--out``: ``runs/<model>-seed<s>/`` (each run's files),
+``results.json`` (every run's metrics, epochs, seconds per epoch, training
+time, peak memory, the commands, versions and machine), ``results.md``
+(mean +- std per model) and ``val_recall.png`` (validation Recall@20 against
+training wall time, one colour per model).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List
+
+MODELS = ('lightgcn', 'mmgcn', 'mmssl')
+KS = (10, 20, 50)
+METRICS = ('recall', 'ndcg', 'precision', 'hit')
+
+
+def run_one(args, model: str, seed: int) -> Dict[str, Any]:
+    out = osp.join(args.out, 'runs', f'{model}-seed{seed}')
+    cmd = [sys.executable, '-m', 'pyg_mmssl.cli', 'train', '--model', model,
+           '--dataset', args.dataset, '--seed', str(seed), '--device',
+           args.device, '--out', out, '--quiet']
+    if args.root:
+        cmd += ['--root', args.root]
+    if args.epochs:
+        cmd += ['--epochs', str(args.epochs)]
+    if model == 'mmssl' and args.critic:
+        cmd += ['--critic', args.critic]
+    resume = osp.exists(osp.join(out, 'last.pt'))
+    if resume and osp.exists(osp.join(out, 'metrics.json')):
+        print(f'{model} seed {seed}: already finished, reusing {out}',
+              file=sys.stderr)
+    else:
+        start = time.perf_counter()
+        proc = subprocess.run(cmd + (['--resume'] if resume else []),
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f'{model} seed {seed} failed:\n{proc.stderr[-2000:]}')
+        print(f'{model} seed {seed}: {time.perf_counter() - start:.0f} s',
+              file=sys.stderr)
+    with open(osp.join(out, 'metrics.json')) as f:
+        metrics = json.load(f)
+    with open(osp.join(out, 'history.json')) as f:
+        history = json.load(f)
+    return {
+        'model': model,
+        'seed': seed,
+        'command': ' '.join(cmd),
+        'best_epoch': metrics['best_epoch'],
+        'epochs_run': metrics['epochs_run'],
+        'seconds_per_epoch': metrics['seconds_per_epoch'],
+        'train_seconds': metrics['train_seconds'],
+        'peak_memory_mb': metrics['peak_memory_mb'],
+        'val': metrics['val'],
+        'test': metrics['test'],
+        'curve': [(h['elapsed'], h['val']['recall@20']) for h in history
+                  if 'val' in h],
+    }
+
+
+def environment() -> Dict[str, Any]:
+    import torch
+    import torch_geometric
+
+    import pyg_mmssl
+    return {
+        'python': platform.python_version(),
+        'torch': torch.__version__,
+        'torch_geometric': torch_geometric.__version__,
+        'pyg_mmssl': pyg_mmssl.__version__,
+        'platform': platform.platform(),
+        'processor': platform.processor() or platform.machine(),
+        'cpu_count': os.cpu_count(),
+        'cuda': (torch.cuda.get_device_name(0)
+                 if torch.cuda.is_available() else None),
+    }
+
+
+def mean_std(values: List[float]) -> str:
+    if len(values) == 1:
+        return f'{values[0]:.4f}'
+    return f'{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}'
+
+
+def markdown(runs: List[Dict[str, Any]], models) -> str:
+    cols = [f'{m}@{k}' for k in KS for m in METRICS]
+    lines = ['| model | seeds | ' + ' | '.join(cols) +
+             ' | epochs | s/epoch | peak MB |',
+             '|---' * (len(cols) + 5) + '|']
+    for model in models:
+        rs = [r for r in runs if r['model'] == model]
+        if not rs:
+            continue
+        cells = [mean_std([r['test'][c] for r in rs]) for c in cols]
+        lines.append(
+            f'| {model} | {len(rs)} | ' + ' | '.join(cells) +
+            f" | {statistics.mean(r['epochs_run'] for r in rs):.0f}"
+            f" | {statistics.mean(r['seconds_per_epoch'] for r in rs):.2f}"
+            f" | {max(r['peak_memory_mb'] for r in rs):.0f} |")
+    return '\n'.join(lines)
+
+
+def plot(runs: List[Dict[str, Any]], models, path: str):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for color, model in zip(plt.cm.tab10.colors, models):
+        for i, r in enumerate(x for x in runs if x['model'] == model):
+            t, v = zip(*r['curve']) if r['curve'] else ((), ())
+            ax.plot(t, v, color=color, alpha=0.8, linewidth=1.2,
+                    label=model if i == 0 else None)
+    ax.set_xlabel('training wall time (s)')
+    ax.set_ylabel('validation Recall@20')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=120)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--dataset', default='tiktok')
+    parser.add_argument('--root', default=None)
+    parser.add_argument('--models', nargs='+', default=list(MODELS),
+                        choices=MODELS)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--epochs', type=int, default=None,
+                        help='cap on epochs (default: the preset, with early '
+                        'stopping)')
+    parser.add_argument('--critic', default=None,
+                        help="MMSSL critic ('dense' or 'lowrank')")
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--out', required=True)
+    args = parser.parse_args(argv)
+
+    from pyg_mmssl.io import atomic_write_json
+
+    start = time.perf_counter()
+    runs = [run_one(args, model, seed) for model in args.models
+            for seed in args.seeds]
+    result = {
+        'command': ' '.join([osp.basename(sys.argv[0])] + sys.argv[1:]),
+        'date': time.strftime('%Y-%m-%d'),
+        'suite_seconds': time.perf_counter() - start,
+        'environment': environment(),
+        'runs': runs,
+    }
+    atomic_write_json(result, osp.join(args.out, 'results.json'))
+    table = markdown(runs, args.models)
+    tmp = osp.join(args.out, 'results.md.tmp')
+    with open(tmp, 'w') as f:
+        f.write(f"Test metrics at the best validation epoch, mean ± std over "
+                f"seeds {args.seeds}; {result['date']}, "
+                f"{result['environment']['platform']}, "
+                f"{result['environment']['cpu_count']} CPUs; "
+                f"`{result['command']}`\n\n{table}\n")
+    os.replace(tmp, osp.join(args.out, 'results.md'))
+    plot(runs, args.models, osp.join(args.out, 'val_recall.png'))
+    print(table)
+    return result
+
+
+if __name__ == '__main__':
+    main()
