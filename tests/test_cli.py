@@ -139,3 +139,13 @@ def test_train_mmgcn(tmp_path):
                  '--out', str(out), '--combine', 'add'] + FAST) == 0
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['meta']['model_config']['combine'] == 'add'
+
+
+def test_same_seed_same_result(tmp_path):
+    results = []
+    for name in ('a', 'b'):
+        assert main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+                     '--out', str(tmp_path / name), '--seed', '3'] + FAST) == 0
+        results.append(json.loads((tmp_path / name / 'metrics.json')
+                                  .read_text())['test'])
+    assert results[0] == results[1]

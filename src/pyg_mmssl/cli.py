@@ -120,7 +120,7 @@ def _build_model(name: str, model_cfg, data):
 def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     from pyg_mmssl.datasets import load_dataset
     from pyg_mmssl.presets import MODEL_CONFIGS, override, preset
-    from pyg_mmssl.train import Trainer, format_table
+    from pyg_mmssl.train import Trainer, format_table, seed_everything
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     model_cfg, train_cfg = preset(args.model, args.preset or args.dataset)
@@ -143,6 +143,7 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
             f"'{out}' already holds a run; pass --resume to continue it or "
             f"--out to start a new one (nothing was overwritten)")
     data = load_dataset(args.dataset, args.root)
+    seed_everything(train_cfg.seed)  # the model's initialisation too
     model = _build_model(args.model, model_cfg, data)
     meta = {
         'model': args.model,
