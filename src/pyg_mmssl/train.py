@@ -328,9 +328,8 @@ class Trainer:
             'test': test,
             'config': asdict(self.config),
         }
-        if self.out:
+        if self.out:  # history.json is already written after every epoch
             atomic_write_json(result, self._path('metrics.json'))
-            atomic_write_json(state['history'], self._path('history.json'))
         return result
 
 

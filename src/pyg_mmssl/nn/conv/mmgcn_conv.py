@@ -2,9 +2,9 @@ from typing import Optional, Tuple, Union
 
 from torch import Tensor
 from torch.nn import Linear
+from torch_geometric.typing import Adj, OptTensor
 
 from pyg_mmssl.nn.conv.mmssl_conv import MMSSLConv
-from torch_geometric.typing import Adj, OptTensor
 
 
 class MMGCNConv(MMSSLConv):

@@ -9,7 +9,6 @@ from torch_geometric.data import HeteroData
 
 from pyg_mmssl.data.graph import modality_features, split_edge_index, \
     to_csr
-
 from pyg_mmssl.nn.adjacency import (BipartiteGraph, Propagation,
                                     check_backend, default_backend,
                                     homogeneous_adjacency)
@@ -104,8 +103,8 @@ class Recommender(torch.nn.Module):
     def bpr_terms(self, emb: RecEmbedding, user: Tensor, pos: Tensor,
                   neg: Tensor, ids: Tensor, *extra: Tensor
                   ) -> Dict[str, Tensor]:
-        r"""BPR on ``emb`` plus ``reg`` times the L2 term of the batch's rows
-        of the ``[U + I, d]`` ID table ``ids`` (and of ``extra`` batch
+        r"""BPR on ``emb`` plus ``self.reg`` times the L2 term of the batch's
+        rows of the ``[U + I, d]`` ID table ``ids`` (and of ``extra`` batch
         tensors)."""
         bpr = bpr_loss(emb.user[user], emb.item[pos], emb.item[neg])
         reg = l2_reg(ids[user], ids[self.num_users + pos],
