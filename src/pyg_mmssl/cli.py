@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 f'{f.name.replace("_", " ")}')
             else:
                 mg.add_argument(_flag(f.name), type=_field_type(f),
+                                choices=f.metadata.get('choices'),
                                 default=None)
 
     ev = sub.add_parser('evaluate', help='metrics of a checkpoint')

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
@@ -184,10 +185,13 @@ class Trainer:
         r"""One optimisation step on a BPR batch; returns the loss terms."""
         user, pos, neg = (t.to(self.device) for t in batch)
         d_step = self._discriminator_step if self.d_optimizer else None
-        terms = self.model.loss(user, pos, neg, d_step)
+        with record_function('step.loss'):
+            terms = self.model.loss(user, pos, neg, d_step)
         self.optimizer.zero_grad(set_to_none=True)
-        terms['loss'].backward()
-        self.optimizer.step()
+        with record_function('step.backward'):
+            terms['loss'].backward()
+        with record_function('step.optimizer'):
+            self.optimizer.step()
         state['step'] += 1
         return {k: float(v.detach()) for k, v in terms.items()}
 

@@ -1,9 +1,159 @@
-from typing import Tuple
+r"""MMSSL's critic, and the factorised form of its inputs that makes it cheap.
+
+The critic reads item-wide rows :math:`\mathbf{x} \in \mathbb{R}^I`. MMSSL's
+rows are a low-rank product plus a sparse part (generated rows are
+:math:`\mathbf{p}_u \mathbf{P}_i^\top` with the training items zeroed;
+the Gumbel-softmax of an observed row is non-zero only on its training
+items), so the critic's only :math:`I`-wide product, its first layer, can be
+computed without forming them (:class:`CriticRows`).
+"""
+import math
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-CRITICS = ('dense', 'lowrank')
+CRITICS = ('dense', 'exact', 'lowrank')
+
+
+class CriticRows(NamedTuple):
+    r"""``B`` critic input rows in factorised form,
+
+    .. math::
+        \mathbf{X} = \mathbf{L} \mathbf{R}^\top + \mathbf{S} \; (+
+        \mathbf{D}),
+
+    a rank-:math:`d` product (:obj:`left` ``[B, d]``, :obj:`right`
+    ``[I, d]``), a sparse part :math:`\mathbf{S}` given by distinct
+    ``(row, col)`` positions with :obj:`value`, and an optional dense part
+    :math:`\mathbf{D}` ``[B, I]``. Every operation is differentiable."""
+    left: Tensor
+    right: Tensor
+    row: Tensor
+    col: Tensor
+    value: Tensor
+    dense: Optional[Tensor] = None
+
+    @property
+    def num_rows(self) -> int:
+        return self.left.size(0)
+
+    def scale(self, factor: Tensor) -> 'CriticRows':
+        r"""Rows multiplied by ``factor`` ``[B]``."""
+        dense = None if self.dense is None else self.dense * factor.view(-1, 1)
+        return self._replace(left=self.left * factor.view(-1, 1),
+                             value=self.value * factor[self.row], dense=dense)
+
+    def sq_norm(self) -> Tensor:
+        r""":math:`\|\mathbf{x}_b\|^2` of every row, through the Gram matrix
+        :math:`\mathbf{R}^\top \mathbf{R}` (never an ``[B, I]`` product)."""
+        left, right, row, col, value = self[:5]
+        out = ((left @ (right.t() @ right)) * left).sum(-1)
+        at = (left[row] * right[col]).sum(-1)  # (L R^T) at S's positions
+        cross = value * (value + 2 * at)
+        if self.dense is not None:
+            d = self.dense
+            out = out + d.pow(2).sum(-1) + 2 * (left * (d @ right)).sum(-1)
+            cross = cross + 2 * value * d[row, col]
+        return out.index_add(0, row, cross)
+
+    def normalize(self, eps: float = 1e-12) -> 'CriticRows':
+        r"""Rows divided by :math:`\max(\|\mathbf{x}_b\|, \epsilon)`, as
+        :func:`torch.nn.functional.normalize`."""
+        norm = self.sq_norm().clamp_min(eps * eps).sqrt()
+        return self.scale(1 / norm)
+
+    def matmul_t(self, weight: Tensor) -> Tensor:
+        r""":math:`\mathbf{X} \mathbf{W}^\top` for ``weight``
+        :math:`\mathbf{W}` ``[w, I]``: :math:`\mathbf{L} (\mathbf{W}
+        \mathbf{R})^\top` plus a sparse-dense product
+        (:func:`sparse_matmul`)."""
+        out = self.left @ (weight @ self.right).t()
+        out = out + sparse_matmul(self.row, self.col, self.value,
+                                  weight.t(), self.num_rows)
+        if self.dense is not None:
+            out = out + self.dense @ weight.t()
+        return out
+
+    def to_dense(self) -> Tensor:
+        r"""The rows as a dense ``[B, I]`` tensor (for tests)."""
+        out = self.left @ self.right.t()
+        if self.dense is not None:
+            out = out + self.dense
+        return out.index_put((self.row, self.col), self.value,
+                             accumulate=True)
+
+    def detach(self) -> 'CriticRows':
+        return CriticRows(*(None if t is None else t.detach() for t in self))
+
+
+Rows = Union[Tensor, CriticRows, Sequence[CriticRows]]
+
+
+class SparseMatmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, row, col, value, other, num_rows, chunk_size):
+        ctx.save_for_backward(row, col, value, other)
+        ctx.num_rows, ctx.chunk_size = num_rows, chunk_size
+        return _csr(row, col, value, num_rows, other.size(0)) @ other
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        row, col, value, other = ctx.saved_tensors
+        grad_value = grad_other = None
+        if ctx.needs_input_grad[2]:  # <grad_out[row], other[col]>, chunked
+            grad_value = torch.cat([
+                torch.bmm(grad_out[row[i:i + ctx.chunk_size]].unsqueeze(1),
+                          other[col[i:i + ctx.chunk_size]].unsqueeze(2))
+                for i in range(0, row.numel(), ctx.chunk_size)
+            ]).view(-1) if row.numel() > 0 else torch.zeros_like(value)
+        if ctx.needs_input_grad[3]:  # S^T grad_out
+            perm = torch.argsort(col * ctx.num_rows + row)
+            grad_other = _csr(col[perm], row[perm], value[perm],
+                              other.size(0), ctx.num_rows) @ grad_out
+        return None, None, grad_value, grad_other, None, None
+
+
+def _csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int,
+         num_cols: int) -> Tensor:
+    count = torch.bincount(row, minlength=num_rows)
+    crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
+    return torch.sparse_csr_tensor(crow, col, value, (num_rows, num_cols),
+                                   check_invariants=False)
+
+
+def sparse_matmul(row: Tensor, col: Tensor, value: Tensor, other: Tensor,
+                  num_rows: int, chunk_size: int = 2048) -> Tensor:
+    r""":math:`\mathbf{S} \mathbf{O}` for the sparse ``[num_rows, N]``
+    matrix :math:`\mathbf{S}` with entries ``value`` at distinct, row-sorted
+    ``(row, col)`` and a dense ``other`` :math:`\mathbf{O}` ``[N, w]``,
+    differentiable in ``value`` and ``other``. Forward and the gradient of
+    :math:`\mathbf{O}` are CSR products; the gradient of ``value`` gathers
+    ``chunk_size`` rows of :math:`\mathbf{O}` at a time."""
+    other = other.contiguous()  # row gathers, not strided column reads
+    return SparseMatmul.apply(row, col, value, other, num_rows, chunk_size)
+
+
+def masked_score_rows(left: Tensor, right: Tensor, row: Tensor,
+                      col: Tensor) -> CriticRows:
+    r""":math:`\mathbf{L} \mathbf{R}^\top` with the ``(row, col)`` entries
+    set to zero, in factorised form."""
+    return CriticRows(left, right, row, col,
+                      -(left[row] * right[col]).sum(-1))
+
+
+def input_grad_sq_norm(delta: Tensor, weight: Tensor) -> Tensor:
+    r""":math:`\|\boldsymbol{\delta}_b \mathbf{W}\|^2` per row: the squared
+    norm of a critic's input gradient, given ``delta``
+    :math:`\boldsymbol{\delta}` ``[R, w]``, the gradient with respect to its
+    first layer's output, and that layer's ``weight`` ``[w, I]``. Uses the
+    Gram matrix :math:`\mathbf{W}\mathbf{W}^\top` when that costs fewer
+    operations (:math:`w (I + R) < R I`), else the per-row products."""
+    (num_rows, w), num_items = delta.shape, weight.size(1)
+    if w * (num_items + num_rows) < num_rows * num_items:
+        return ((delta @ (weight @ weight.t())) * delta).sum(-1)
+    return (delta @ weight).pow(2).sum(-1)
 
 
 class Discriminator(torch.nn.Module):
@@ -21,11 +171,25 @@ class Discriminator(torch.nn.Module):
 
     Args:
         num_items (int): Input width :math:`I`.
-        critic (str): ``"dense"``: the first layer is a dense
-            :math:`I \times I/4` matrix (as the method states). ``"lowrank"``:
-            it is factorised as :math:`\mathbf{A}\mathbf{B}^\top` of rank
-            :obj:`rank`, so a pass costs :math:`O(I r)` per row instead of
-            :math:`O(I^2/4)` (a different, cheaper model).
+        critic (str): ``"dense"``: the method as stated, on dense ``[B, I]``
+            rows (the reference). ``"exact"``: the same critic and the same
+            maths on :class:`CriticRows`: the first layer
+            :math:`\mathbf{W}_1` is applied to the low-rank and sparse parts
+            separately, each row once; interpolates are
+            :math:`\hat{\mathbf{x}}\mathbf{W}_1^\top = \alpha
+            \mathbf{r}\mathbf{W}_1^\top + (1 - \alpha)
+            \mathbf{s}\mathbf{W}_1^\top`; the penalty's input gradient is
+            :math:`\boldsymbol{\delta}\mathbf{W}_1` with
+            :math:`\boldsymbol{\delta} = \partial D / \partial
+            (\hat{\mathbf{x}}\mathbf{W}_1^\top)`, its norm taken through
+            :func:`input_grad_sq_norm`. ``"lowrank"`` (a different, cheaper
+            model): the MLP :math:`I \to r \to r/2 \to 1` with
+            :math:`r` = :obj:`rank`, on :class:`CriticRows` like
+            ``"exact"``. Its first layer is a rank-:math:`r` projection of the
+            rows, and no layer is quadratic in :math:`I` (with widths
+            :math:`I/4 \to I/8` after a rank-:math:`r` layer, the second
+            layer alone would cost :math:`I^2/32` per row), so a step costs
+            :math:`O((I + B) r d + \mathrm{nnz} \cdot r)`.
             (default: :obj:`"dense"`)
         rank (int): Rank of the ``"lowrank"`` first layer.
             (default: :obj:`64`)
@@ -44,29 +208,57 @@ class Discriminator(torch.nn.Module):
         if negative_slope == 1:
             raise ValueError("negative_slope=1 makes the critic linear")
         self.critic = critic
-        h1, h2 = max(num_items // 4, 1), max(num_items // 8, 1)
+        if critic == 'lowrank':
+            h1, h2 = rank, max(rank // 2, 1)
+        else:
+            h1, h2 = max(num_items // 4, 1), max(num_items // 8, 1)
         Linear = torch.nn.Linear
-        # No bias before batch norm: it would be cancelled (zero gradient).
-        first = Linear(num_items, h1, bias=False) if critic == 'dense' else \
-            torch.nn.Sequential(Linear(num_items, rank, bias=False),
-                                Linear(rank, h1, bias=False))
         act = torch.nn.LeakyReLU(negative_slope)
-        self.net = torch.nn.Sequential(
-            first, torch.nn.BatchNorm1d(h1), act, torch.nn.Dropout(dropout[0]),
+        # ``input`` is the only I-wide layer. No bias before batch norm: it
+        # would be cancelled (zero gradient).
+        self.input = Linear(num_items, h1, bias=False)
+        self.head = torch.nn.Sequential(
+            torch.nn.BatchNorm1d(h1), act, torch.nn.Dropout(dropout[0]),
             Linear(h1, h2, bias=False), torch.nn.BatchNorm1d(h2), act,
             torch.nn.Dropout(dropout[1]), Linear(h2, 1))
+
+    @property
+    def factorised(self) -> bool:
+        r"""Whether the critic reads :class:`CriticRows`."""
+        return self.critic != 'dense'
 
     def reset_parameters(self):
         for module in self.modules():
             if module is not self and hasattr(module, 'reset_parameters'):
                 module.reset_parameters()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).view(-1)
+    def first_layer(self, x: Rows) -> Tensor:
+        r""":math:`\mathbf{x}\mathbf{W}_1^\top` of dense rows, of
+        :class:`CriticRows`, or of a list of them (concatenated)."""
+        if isinstance(x, Tensor):
+            return self.input(x)
+        if isinstance(x, CriticRows):
+            return x.matmul_t(self.input.weight)
+        return torch.cat([self.first_layer(rows) for rows in x])
+
+    def forward(self, x: Rows) -> Tensor:
+        return self.head(self.first_layer(x)).view(-1)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        r"""Parameters excluded from autograd (for the generator's term,
+        whose gradient the critic does not use)."""
+        flags = [p.requires_grad for p in self.parameters()]
+        self.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(self.parameters(), flags):
+                p.requires_grad_(flag)
 
     def gradient_penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         r""":math:`\mathbb{E}[(\|\nabla D(\hat{\mathbf{x}})\|_2 - 1)^2]` at
-        random interpolates of paired real and fake rows."""
+        random interpolates of paired dense real and fake rows."""
         alpha = torch.rand(real.size(0), 1, device=real.device,
                            dtype=real.dtype)
         x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -74,17 +266,60 @@ class Discriminator(torch.nn.Module):
                                     create_graph=True)
         return (grad.norm(2, dim=1) - 1).pow(2).mean()
 
-    def loss(self, real: Tensor, fake: Tensor, gp_weight: float = 0.3
-             ) -> Tensor:
-        r"""The critic loss :math:`\mathcal{L}_D` for ``real`` rows
-        ``[B, I]`` and ``fake`` rows ``[M B, I]`` (``M`` generators, each
-        paired with the same real rows for the penalty). Inputs are
-        detached."""
-        real, fake = real.detach(), fake.detach()
-        repeats = fake.size(0) // real.size(0)
-        gp = self.gradient_penalty(real.repeat(repeats, 1), fake)
-        return -self(real).mean() + self(fake).mean() + gp_weight * gp
+    def loss(self, real: Rows, fake: Rows, gp_weight: float = 0.3) -> Tensor:
+        r"""The critic loss :math:`\mathcal{L}_D` for ``B`` ``real`` rows and
+        ``M B`` ``fake`` rows (``M`` generators, each paired with the same
+        real rows for the penalty): dense ``[B, I]`` / ``[M B, I]`` tensors
+        for the ``"dense"`` critic, :class:`CriticRows` (fake: a list of
+        ``M``) otherwise. Inputs are detached."""
+        if isinstance(real, Tensor):
+            real, fake = real.detach(), fake.detach()
+            repeats = fake.size(0) // real.size(0)
+            gp = self.gradient_penalty(real.repeat(repeats, 1), fake)
+            return -self(real).mean() + self(fake).mean() + gp_weight * gp
+
+        h_real = self.first_layer(real.detach())
+        h_fake = self.first_layer([rows.detach() for rows in fake])
+        h_real_pairs = h_real.repeat(h_fake.size(0) // h_real.size(0), 1)
+        # Same random draws, in the same order, as the dense path.
+        alpha = torch.rand(h_fake.size(0), 1, device=h_fake.device,
+                           dtype=h_fake.dtype)
+        h_hat = alpha * h_real_pairs + (1 - alpha) * h_fake
+        delta, = torch.autograd.grad(self.head(h_hat).sum(), h_hat,
+                                     create_graph=True)
+        sq = input_grad_sq_norm(delta, self.input.weight)
+        gp = (sq.clamp_min(1e-24).sqrt() - 1).pow(2).mean()
+        return (-self.head(h_real).mean() + self.head(h_fake).mean() +
+                gp_weight * gp)
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.net[0]}, '
+        return (f'{self.__class__.__name__}({self.input}, '
                 f'critic={self.critic})')
+
+
+# Range of the Gumbel noise -log(-log(u)) for u clamped to
+# [1e-10, 1 - 1e-7], as in :meth:`MMSSL.real_distribution`.
+GUMBEL_MIN = -math.log(-math.log(1e-10))
+GUMBEL_MAX = -math.log(-math.log1p(-1e-7))
+
+
+def gumbel_softmax_is_sparse(tau: float, eps: float,
+                             dtype: torch.dtype = torch.float32) -> bool:
+    r"""Whether :math:`\mathrm{softmax}((\mathbf{r}_u + \epsilon \mathbf{g})
+    / \tau)` of a binary row with at least one one is exactly zero, in
+    ``dtype``, outside the row's ones: true when the logit gap
+    :math:`(1 - \epsilon (g_{max} - g_{min})) / \tau` exceeds
+    :math:`-\ln` of the smallest positive ``dtype`` number (so
+    :math:`e^{-\text{gap}}` underflows to zero)."""
+    info = torch.finfo(dtype)
+    smallest = info.tiny * info.eps  # smallest subnormal
+    gap = (1 - eps * (GUMBEL_MAX - GUMBEL_MIN)) / tau
+    return gap > -math.log(smallest) + 1
+
+
+def gumbel_noise(shape, device=None, dtype=None) -> Tensor:
+    r"""Standard Gumbel noise :math:`-\ln(-\ln u)`, :math:`u` uniform and
+    clamped to :math:`[10^{-10}, 1 - 10^{-7}]`."""
+    u = torch.rand(shape, device=device, dtype=dtype)
+    return -torch.log(-torch.log(u.clamp_(1e-10, 1 - 1e-7)))
+

@@ -3,9 +3,10 @@ r"""Model configurations (plain dataclasses) and per-dataset presets.
 A preset is the set of values a model is trained with on a dataset; every
 value can be overridden from the CLI (``pyg-mmssl train --<field> VALUE``).
 """
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, Optional, Tuple
 
+from pyg_mmssl.nn.discriminator import CRITICS
 from pyg_mmssl.train import TrainConfig
 
 
@@ -39,7 +40,7 @@ class MMSSLConfig:
     gumbel_eps: float = 1e-5
     refresh_every: int = 1
     topk_rate: float = 1e-4
-    critic: str = 'dense'
+    critic: str = field(default='dense', metadata={'choices': CRITICS})
     critic_rank: int = 64
     adversarial: bool = True
     contrastive: bool = True

@@ -5,8 +5,9 @@ import torch
 
 from pyg_mmssl.nn.adjacency import BACKENDS, available_backends
 from pyg_mmssl.nn.attention import ModalityAttention
-from pyg_mmssl.nn.discriminator import Discriminator
+from pyg_mmssl.nn.discriminator import CRITICS, Discriminator
 from pyg_mmssl.nn.models import MMSSL
+from pyg_mmssl.ranking import csr_rows
 from pyg_mmssl.train import TrainConfig, Trainer
 
 SMALL = dict(embedding_dim=16, heads=4, topk_rate=0.1, g_rate=0.01,
@@ -43,8 +44,9 @@ def optimisers(model):
             torch.optim.Adam(model.recommender_parameters(), 1e-2))
 
 
-def test_every_parameter_gets_a_gradient(tiny_data):
-    model = MMSSL.from_data(tiny_data, **SMALL)
+@pytest.mark.parametrize('critic', CRITICS)
+def test_every_parameter_gets_a_gradient(tiny_data, critic):
+    model = MMSSL.from_data(tiny_data, **SMALL, critic=critic)
     d_opt, _ = optimisers(model)
     _, d_grads = step(model, d_opt)
     critic = set(id(p) for p in model.discriminator_parameters())
@@ -146,7 +148,41 @@ def test_critic_is_nonlinear():
 def test_lowrank_critic_shapes():
     d = Discriminator(40, critic='lowrank', rank=4)
     assert d(torch.randn(6, 40)).shape == (6, )
-    assert d.net[0][0].weight.shape == (4, 40)
+    assert d.input.weight.shape == (4, 40)
+
+
+@pytest.mark.parametrize('gumbel,tau_real', [(True, 0.002), (True, 0.5),
+                                             (False, 0.002)])
+def test_real_rows_are_the_real_distribution(tiny_data, gumbel, tau_real):
+    # gumbel_eps=0 makes both deterministic; tau_real 0.5 takes the dense
+    # branch of real_rows.
+    model = MMSSL.from_data(tiny_data, **SMALL, gumbel=gumbel,
+                            tau_real=tau_real, gumbel_eps=0.)
+    users = torch.tensor([0, 2, 3, 7])
+    row, col = csr_rows(model.train_csr(), users)
+    with torch.no_grad():
+        out = model()
+    rows = model.real_rows(row, col, out.user[users], out.item)
+    assert (rows.dense is None) == (tau_real < 0.1)
+    mask = torch.zeros(4, model.num_items)
+    mask[row, col] = 1
+    expected = model.real_distribution(mask, out.user[users], out.item)
+    assert torch.allclose(rows.to_dense(), expected, atol=1e-6)
+
+
+def test_exact_critic_trains_like_dense(tiny_data):
+    # Same seed, same random draws: dense and exact critics give the same
+    # losses over steps (float32 tolerance); lowrank differs.
+    terms = {}
+    for critic in ('dense', 'exact'):
+        torch.manual_seed(0)
+        model = MMSSL.from_data(tiny_data, **SMALL, critic=critic,
+                                gumbel=False)
+        d_opt, opt = optimisers(model)
+        terms[critic] = [step(model, d_opt, opt)[0] for _ in range(3)]
+    for a, b in zip(terms['dense'], terms['exact']):
+        for key in ('loss', 'adv', 'd'):
+            assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
 
 
 def test_stacked_layers_differ(tiny_data):

@@ -3,12 +3,16 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import softmax
 
 from pyg_mmssl.nn.adjacency import BipartiteGraph, Propagation
 from pyg_mmssl.nn.attention import ModalityAttention
 from pyg_mmssl.nn.conv import MMSSLConv
-from pyg_mmssl.nn.discriminator import Discriminator
+from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator,
+                                        gumbel_noise, gumbel_softmax_is_sparse,
+                                        masked_score_rows)
 from pyg_mmssl.nn.losses import bpr_loss, info_nce, l2_reg
 from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
                                       Recommender)
@@ -92,8 +96,10 @@ class MMSSL(Recommender):
         topk_rate (float): Learned edges per user,
             :math:`k = \max(1, \mathrm{round}(\text{rate} \cdot I))`.
             (default: :obj:`1e-4`)
-        critic (str): ``"dense"`` or ``"lowrank"`` first critic layer (see
-            :class:`Discriminator`). (default: :obj:`"dense"`)
+        critic (str): ``"dense"``, ``"exact"`` (the same critic, computed
+            on factorised rows) or ``"lowrank"`` (a rank-:obj:`critic_rank`
+            first layer); see :class:`Discriminator`.
+            (default: :obj:`"dense"`)
         critic_rank (int): Rank of the ``"lowrank"`` critic.
             (default: :obj:`64`)
         adversarial (bool): Ablation switch: without it there is no critic
@@ -303,12 +309,11 @@ class MMSSL(Recommender):
 
     # Adversarial structure learning #########################################
 
-    def _train_mask(self, users: Tensor) -> Tensor:
-        r"""``[B, I]`` indicator of the users' training items."""
-        local, col = csr_rows(self.train_csr(), users)
-        mask = torch.zeros(users.numel(), self.num_items,
-                           device=users.device)
-        mask[local, col] = 1.
+    def _train_mask_at(self, row: Tensor, col: Tensor, num_rows: int
+                       ) -> Tensor:
+        r"""``[B, I]`` indicator with ones at ``(row, col)``."""
+        mask = torch.zeros(num_rows, self.num_items, device=row.device)
+        mask[row, col] = 1.
         return mask
 
     def generated_distribution(self, user_emb: Tensor, item_emb: Tensor,
@@ -327,15 +332,44 @@ class MMSSL(Recommender):
         :obj:`real_mix` times the (detached) collaborative score
         distribution, L2-normalised per row."""
         if self.gumbel:
-            noise = torch.rand_like(train_mask).clamp_(1e-10, 1 - 1e-7)
-            gumbel = -torch.log(-torch.log(noise))
-            real = torch.softmax((train_mask + self.gumbel_eps * gumbel) /
+            noise = gumbel_noise(train_mask.shape, train_mask.device,
+                                 train_mask.dtype)
+            real = torch.softmax((train_mask + self.gumbel_eps * noise) /
                                  self.tau_real, dim=-1)
         else:
             real = train_mask / train_mask.sum(-1, keepdim=True).clamp(min=1)
         collab = self.generated_distribution(user_emb.detach(),
                                              item_emb.detach(), train_mask)
         return F.normalize(real + self.real_mix * collab, dim=-1)
+
+    def real_rows(self, row: Tensor, col: Tensor, user_emb: Tensor,
+                  item_emb: Tensor) -> CriticRows:
+        r""":meth:`real_distribution` in factorised form, for users with
+        training items at ``(row, col)`` (every user has at least one). When
+        :func:`gumbel_softmax_is_sparse` (the presets' :math:`\tau_{real}`),
+        the Gumbel-softmax is computed on the training items only: it is
+        exactly zero elsewhere. Otherwise it is a dense part."""
+        num_rows = user_emb.size(0)
+        collab = masked_score_rows(user_emb.detach(), item_emb.detach(), row,
+                                   col).normalize()
+        dense = None
+        if not self.gumbel:
+            count = torch.bincount(row, minlength=num_rows).clamp(min=1)
+            real = 1 / count[row].to(collab.value.dtype)
+        elif gumbel_softmax_is_sparse(self.tau_real, self.gumbel_eps,
+                                      collab.value.dtype):
+            noise = gumbel_noise(row.shape, row.device, collab.value.dtype)
+            real = softmax((1 + self.gumbel_eps * noise) / self.tau_real, row,
+                           num_nodes=num_rows)
+        else:
+            mask = self._train_mask_at(row, col, num_rows)
+            noise = gumbel_noise(mask.shape, mask.device, mask.dtype)
+            dense = torch.softmax((mask + self.gumbel_eps * noise) /
+                                  self.tau_real, dim=-1)
+            real = torch.zeros_like(collab.value)
+        return CriticRows(self.real_mix * collab.left, collab.right, row, col,
+                          real + self.real_mix * collab.value,
+                          dense).normalize()
 
     # Loss ##################################################################
 
@@ -354,7 +388,8 @@ class MMSSL(Recommender):
         is computed with the updated critic. Every :obj:`refresh_every` calls
         the learned graphs are refreshed from this step's modality scores.
         """
-        out = self.forward()
+        with record_function('mmssl.forward'):
+            out = self.forward()
         zero = out.user.new_zeros(())
         bpr = bpr_loss(out.user[user], out.item[pos], out.item[neg])
         reg = l2_reg(self.user_emb.weight[user], self.item_emb.weight[pos],
@@ -371,21 +406,34 @@ class MMSSL(Recommender):
 
         adv, d_loss = zero, zero
         if self.adversarial:
-            mask = self._train_mask(batch_users)
-            fake = torch.cat([
-                self.generated_distribution(out.user_modal[m][batch_users],
-                                            out.item_modal[m], mask)
-                for m in self.modalities
-            ])
+            critic = self.discriminator
+            row, col = csr_rows(self.train_csr(), batch_users)
+            if critic.factorised:
+                fake = [masked_score_rows(out.user_modal[m][batch_users],
+                                          out.item_modal[m], row,
+                                          col).normalize()
+                        for m in self.modalities]
+            else:
+                mask = self._train_mask_at(row, col, batch_users.numel())
+                fake = torch.cat([
+                    self.generated_distribution(
+                        out.user_modal[m][batch_users], out.item_modal[m],
+                        mask) for m in self.modalities
+                ])
             if discriminator_step is not None:
-                real = self.real_distribution(mask, out.user[batch_users],
-                                              out.item)
-                d_loss = self.discriminator.loss(real, fake, self.gp_weight)
-                discriminator_step(d_loss)
-            adv = -self.discriminator(fake).mean()
+                with record_function('mmssl.critic'):
+                    args = (out.user[batch_users], out.item)
+                    real = self.real_rows(row, col, *args) \
+                        if critic.factorised \
+                        else self.real_distribution(mask, *args)
+                    d_loss = critic.loss(real, fake, self.gp_weight)
+                    discriminator_step(d_loss)
+            with record_function('mmssl.generator'), critic.frozen():
+                adv = -critic(fake).mean()
             if self.training:
                 if int(self.num_steps) % self.refresh_every == 0:
-                    self.refresh_graphs(out.user_modal, out.item_modal)
+                    with record_function('mmssl.refresh'):
+                        self.refresh_graphs(out.user_modal, out.item_modal)
                 self.num_steps += 1
 
         total = (bpr + self.reg * reg + self.feat_reg * feat +
