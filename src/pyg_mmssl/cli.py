@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from pyg_mmssl import distributed
 from pyg_mmssl.data.graph import DataError, statistics, to_csr, \
     split_edge_index
 
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help='continue from <out>/last.pt')
     train.add_argument('--quiet', action='store_true',
                        help='no progress bars or per-epoch lines')
+    train.add_argument('--nproc', type=int, default=1,
+                       help='train with N processes on this machine '
+                       '(torch.distributed: gloo on CPU, nccl on CUDA, one '
+                       'GPU per process); torchrun works too')
     tg = train.add_argument_group('training (defaults from the preset)')
     for f in dataclasses.fields(TrainConfig):
         if f.name in ('quiet', 'discriminator_betas'):
@@ -139,10 +144,20 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     train_cfg.__post_init__()
 
     out = args.out or osp.join('runs', f'{args.model}-{args.dataset}')
-    if not args.resume and osp.exists(osp.join(out, 'last.pt')):
+    in_group = distributed.env_has_ranks()
+    if not args.resume and osp.exists(
+            osp.join(out, 'last.pt')):
         raise FileExistsError(
             f"'{out}' already holds a run; pass --resume to continue it or "
             f"--out to start a new one (nothing was overwritten)")
+    if args.nproc > 1 and not in_group:
+        load_dataset(args.dataset, args.root)  # one cache build, not N
+        distributed.launch(_train_rank, args.nproc, (args, ))
+        with open(osp.join(out, 'metrics.json')) as f:
+            return json.load(f)
+    if in_group:
+        device = distributed.init_from_env(train_cfg.device)
+        train_cfg = override(train_cfg, {'device': str(device)})
     data = load_dataset(args.dataset, args.root)
     seed_everything(train_cfg.seed)  # the model's initialisation too
     model = _build_model(args.model, model_cfg, data)
@@ -152,9 +167,12 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
         'dataset': args.dataset,
         'root': osp.abspath(args.root) if args.root else None,
         'command': ' '.join(['pyg-mmssl'] + sys.argv[1:]),
+        'world_size': distributed.get_world_size(),
     }
     trainer = Trainer(model, data, train_cfg, out=out, meta=meta)
     result = trainer.fit(resume=args.resume)
+    if not distributed.is_main():
+        return result
     print(f"{args.model} on {args.dataset}: best epoch {result['best_epoch']}"
           f" of {result['epochs_run']}, {result['seconds_per_epoch']:.2f} s/"
           f"epoch, peak memory {result['peak_memory_mb']:.0f} MB")
@@ -162,6 +180,16 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
                        train_cfg.ks))
     print(f"results in {out}/metrics.json")
     return result
+
+
+def _train_rank(args: argparse.Namespace):
+    r"""One rank of ``train --nproc N`` (started by
+    :func:`pyg_mmssl.distributed.launch`)."""
+    logging.basicConfig(level=logging.INFO, format='%(message)s',
+                        stream=sys.stderr)
+    if args.quiet:
+        logging.getLogger('pyg_mmssl').setLevel(logging.WARNING)
+    cmd_train(args)
 
 
 def load_checkpoint(path: str, root: Optional[str], device: str):
@@ -285,6 +313,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except distributed.RankFailed as e:
+        print(f"error: distributed training stopped: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

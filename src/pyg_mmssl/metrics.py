@@ -21,6 +21,7 @@ from typing import Dict, Sequence
 import torch
 from torch import Tensor
 
+from pyg_mmssl.distributed import all_reduce_sum_, shard
 from pyg_mmssl.ranking import (CSR, Exclude, as_patterns, csr_rows,
                                topk_chunks)
 
@@ -68,7 +69,8 @@ def ranking_metrics(hits: Tensor, num_relevant: Tensor,
 @torch.no_grad()
 def evaluate(user_emb: Tensor, item_emb: Tensor, relevant: CSR,
              exclude: Exclude = None, ks: Sequence[int] = DEFAULT_KS,
-             chunk_size: int = 1024) -> Dict[str, float]:
+             chunk_size: int = 1024, distributed: bool = False
+             ) -> Dict[str, float]:
     r"""Full-ranking evaluation of inner-product scores
     :math:`\mathbf{e}_u^\top \mathbf{e}_i` over all items.
 
@@ -83,6 +85,10 @@ def evaluate(user_emb: Tensor, item_emb: Tensor, relevant: CSR,
         ks (list of int): Cut-offs. (default: :obj:`(10, 20, 50)`)
         chunk_size (int): Users scored at a time; memory is
             ``chunk_size x I``. (default: :obj:`1024`)
+        distributed (bool): Each rank of the running
+            :mod:`torch.distributed` group scores its share of the users and
+            the sums are all-reduced, so every rank returns the metrics of
+            all users. (default: :obj:`False`)
 
     Returns:
         ``{"recall@20": float, ...}``, averaged over users with at least one
@@ -93,6 +99,9 @@ def evaluate(user_emb: Tensor, item_emb: Tensor, relevant: CSR,
     exclude = [tuple(t.to(device) for t in p) for p in as_patterns(exclude)]
     num_rel = rowptr[1:] - rowptr[:-1]
     users = (num_rel > 0).nonzero().view(-1)
+    num_users = users.numel()
+    if distributed:
+        users = users[shard(num_users)]
     sums: Dict[str, Tensor] = {}
     for rows, top in topk_chunks(user_emb, item_emb, max(ks), users, exclude,
                                  chunk_size):
@@ -103,6 +112,12 @@ def evaluate(user_emb: Tensor, item_emb: Tensor, relevant: CSR,
         hits = is_rel.gather(1, top.indices)
         for key, value in ranking_metrics(hits, num_rel[rows], ks).items():
             sums[key] = sums.get(key, 0.) + value.sum()
-    out = {key: float(v) / max(users.numel(), 1) for key, v in sums.items()}
-    out['num_users'] = int(users.numel())
+    keys = [f'{m}@{k}' for k in ks for m in METRICS]
+    total = torch.stack([torch.as_tensor(sums.get(key, 0.), device=device,
+                                         dtype=torch.float64)
+                         for key in keys])
+    if distributed:
+        all_reduce_sum_(total)
+    out = {key: float(v) / max(num_users, 1) for key, v in zip(keys, total)}
+    out['num_users'] = int(num_users)
     return out

@@ -24,6 +24,9 @@ from tqdm.auto import tqdm
 
 from pyg_mmssl.data.graph import EDGE, split_edge_index, to_csr
 from pyg_mmssl.data.sampler import BPRSampler
+from pyg_mmssl.distributed import (average_gradients_, broadcast_,
+                                   get_rank, get_world_size, is_main,
+                                   parameter_fingerprints)
 from pyg_mmssl.io import atomic_torch_save, atomic_write_json
 from pyg_mmssl.metrics import DEFAULT_KS, evaluate
 from pyg_mmssl.nn.models.base import Recommender
@@ -146,9 +149,14 @@ class Trainer:
                               num_users, num_items)
         self.test_csr = to_csr(split_edge_index(data, 'test', edge_type),
                                num_users, num_items)
+        # With several ranks (torch.distributed), all draw the same global
+        # batches and each keeps its part; see pyg_mmssl.distributed.
+        self.world_size = get_world_size()
+        self.write = self.out is not None and is_main()
         self.sampler = BPRSampler(train, num_users, num_items,
                                   config.batch_size,
-                                  torch.Generator().manual_seed(config.seed))
+                                  torch.Generator().manual_seed(config.seed),
+                                  rank=get_rank(), world_size=self.world_size)
         opt_cls = (torch.optim.AdamW
                    if config.optimizer == 'adamw' else torch.optim.Adam)
         self.optimizer = opt_cls(model.recommender_parameters(), lr=config.lr,
@@ -157,7 +165,13 @@ class Trainer:
         self.d_optimizer = torch.optim.Adam(
             d_params, lr=config.discriminator_lr,
             betas=config.discriminator_betas) if d_params else None
-        self.show_progress = not config.quiet and sys.stderr.isatty()
+        self.show_progress = (not config.quiet and sys.stderr.isatty() and
+                              is_main())
+        self.loss = model.loss
+        if self.world_size > 1:
+            self.loss = _distributed_loss(model, self.device)
+            for p in d_params:
+                broadcast_(p.data)
 
     # Evaluation ############################################################
 
@@ -172,13 +186,15 @@ class Trainer:
             exclude.append(self.val_csr)
         relevant = self.val_csr if split == 'val' else self.test_csr
         return evaluate(emb.user, emb.item, relevant, exclude,
-                        self.config.ks, self.config.eval_chunk_size)
+                        self.config.ks, self.config.eval_chunk_size,
+                        distributed=self.world_size > 1)
 
     # Training ##############################################################
 
     def _discriminator_step(self, d_loss: torch.Tensor):
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
+        average_gradients_(self.model.discriminator_parameters())
         self.d_optimizer.step()
 
     def train_step(self, batch, state: Dict[str, Any]) -> Dict[str, float]:
@@ -186,7 +202,7 @@ class Trainer:
         user, pos, neg = (t.to(self.device) for t in batch)
         d_step = self._discriminator_step if self.d_optimizer else None
         with record_function('step.loss'):
-            terms = self.model.loss(user, pos, neg, d_step)
+            terms = self.loss(user, pos, neg, d_step)
         self.optimizer.zero_grad(set_to_none=True)
         with record_function('step.backward'):
             terms['loss'].backward()
@@ -279,7 +295,7 @@ class Trainer:
                     state['bad_epochs'] = 0
                     best_model = {k: v.detach().clone() for k, v in
                                   self.model.state_dict().items()}
-                    if self.out:
+                    if self.write:
                         atomic_torch_save({'meta': self.meta,
                                            'config': asdict(cfg),
                                            'model': best_model,
@@ -295,7 +311,7 @@ class Trainer:
             state['history'].append(record)
             state['epoch'] = epoch
             bar.update(1)
-            if self.out:
+            if self.write:
                 atomic_torch_save(self._checkpoint(state), last)
                 atomic_write_json(state['history'],
                                   self._path('history.json'))
@@ -309,7 +325,7 @@ class Trainer:
                f"({record['seconds']:.1f}s)")
         if self.show_progress:
             tqdm.write(msg)
-        else:
+        elif is_main():
             log.info(msg)
 
     def _finish(self, state: Dict[str, Any],
@@ -332,9 +348,39 @@ class Trainer:
             'test': test,
             'config': asdict(self.config),
         }
-        if self.out:  # history.json is already written after every epoch
+        if self.world_size > 1:
+            result['world_size'] = self.world_size
+            result['rank_fingerprints'] = parameter_fingerprints(self.model)
+        if self.write:  # history.json is already written after every epoch
             atomic_write_json(result, self._path('metrics.json'))
         return result
+
+
+class _LossModule(torch.nn.Module):
+    r"""``model.loss`` as a ``forward``, for
+    :class:`~torch.nn.parallel.DistributedDataParallel`."""
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        return self.model.loss(*args, **kwargs)
+
+
+def _distributed_loss(model: Recommender, device: torch.device):
+    r"""``model.loss`` through DDP: the recommender's gradients are averaged
+    over ranks during backward. The critic (updated inside ``loss``, by its
+    own optimiser) is left out of DDP; the trainer averages its gradients
+    itself."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    module = _LossModule(model)
+    critic = {id(p) for p in model.discriminator_parameters()}
+    ignore = [n for n, p in module.named_parameters() if id(p) in critic]
+    DDP._set_params_and_buffers_to_ignore_for_model(module, ignore)
+    # Buffers (learned graphs, features) are kept identical by the model;
+    # broadcasting them every step would only cost time.
+    return DDP(module, device_ids=[device] if device.type == 'cuda' else None,
+               broadcast_buffers=False)
 
 
 def format_table(rows: List[Tuple[str, Dict[str, float]]],

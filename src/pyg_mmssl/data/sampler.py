@@ -28,12 +28,24 @@ class BPRSampler:
         batch_size (int): Triples per batch.
         generator (torch.Generator, optional): Source of randomness; its
             state is part of a training checkpoint.
+        rank (int): With :obj:`world_size` > 1, this process's share of
+            every batch: all ranks draw the same global batches (same
+            generator seed, reshuffled every epoch) and rank ``r`` keeps the
+            ``r``-th of :obj:`world_size` contiguous parts.
+            (default: :obj:`0`)
+        world_size (int): Number of ranks sharing each batch.
+            (default: :obj:`1`)
     """
     def __init__(self, edge_index: Tensor, num_users: int, num_items: int,
                  batch_size: int = 2048,
-                 generator: Optional[torch.Generator] = None):
+                 generator: Optional[torch.Generator] = None,
+                 rank: int = 0, world_size: int = 1):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if batch_size < world_size:
+            raise ValueError(f"batch_size {batch_size} cannot be shared by "
+                             f"{world_size} ranks")
+        self.rank, self.world_size = rank, world_size
         self.edge_index = edge_index.cpu()
         self.num_items = num_items
         self.batch_size = batch_size
@@ -69,4 +81,11 @@ class BPRSampler:
         for start in range(0, perm.numel(), self.batch_size):
             idx = perm[start:start + self.batch_size]
             user, pos = self.edge_index[0, idx], self.edge_index[1, idx]
-            yield BPRBatch(user, pos, self.sample_negatives(user))
+            neg = self.sample_negatives(user)
+            if self.world_size > 1:
+                if user.numel() < self.world_size:
+                    break  # a last batch too small to share is skipped
+                part = torch.arange(user.numel()).tensor_split(
+                    self.world_size)[self.rank]
+                user, pos, neg = user[part], pos[part], neg[part]
+            yield BPRBatch(user, pos, neg)

@@ -1,6 +1,8 @@
 r"""Modality-aware structure learning: the learned user-item graph of a
 modality keeps, for every user, the ``k`` highest-scoring items that are not
 already training items."""
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -14,15 +16,16 @@ def num_learned_edges(num_items: int, rate: float) -> int:
 
 @torch.no_grad()
 def topk_graph(user_emb: Tensor, item_emb: Tensor, k: int,
-               exclude: Exclude = None, chunk_size: int = 1024) -> Tensor:
+               exclude: Exclude = None, chunk_size: int = 1024,
+               users: Optional[Tensor] = None) -> Tensor:
     r"""``[2, E]`` (user, item) edges: the top-``k`` items of
-    :math:`\mathbf{p}_u^\top \mathbf{p}_i` for **every** user, excluded items
-    never chosen, computed ``chunk_size`` users at a time (memory
-    ``chunk_size x I``, never ``U x I``). A user with fewer than ``k``
-    admissible items keeps all of them."""
+    :math:`\mathbf{p}_u^\top \mathbf{p}_i` for **every** user (or the given
+    ``users``), excluded items never chosen, computed ``chunk_size`` users at
+    a time (memory ``chunk_size x I``, never ``U x I``). A user with fewer
+    than ``k`` admissible items keeps all of them."""
     rows, cols = [], []
-    for users, top in topk_chunks(user_emb, item_emb, k, exclude=exclude,
-                                  chunk_size=chunk_size):
+    for users, top in topk_chunks(user_emb, item_emb, k, users, exclude,
+                                  chunk_size):
         keep = torch.isfinite(top.values)
         rows.append(users.view(-1, 1).expand_as(top.indices)[keep])
         cols.append(top.indices[keep])

@@ -7,6 +7,8 @@ from torch.profiler import record_function
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import softmax
 
+from pyg_mmssl.distributed import (all_gather_cat, broadcast_,
+                                   is_distributed, shard)
 from pyg_mmssl.nn.adjacency import BipartiteGraph, Propagation
 from pyg_mmssl.nn.attention import ModalityAttention
 from pyg_mmssl.nn.conv import MMSSLConv
@@ -238,11 +240,22 @@ class MMSSL(Recommender):
                        item_modal: Dict[str, Tensor]):
         r"""Replaces every learned graph by the top-:math:`k` items of
         :math:`\mathbf{p}_u^{m\top} \mathbf{p}_i^m` for every user,
-        training items excluded."""
+        training items excluded. Under :mod:`torch.distributed`, every rank
+        ranks its share of the users by rank 0's scores and the shares are
+        gathered, so all ranks hold the same graphs."""
+        distributed = is_distributed()
+        users = torch.arange(self.num_users, device=self.num_steps.device)
+        if distributed:
+            users = users[shard(self.num_users)]
         for j, m in enumerate(self.modalities):
-            edges = topk_graph(user_modal[m].detach(), item_modal[m].detach(),
-                               self.k, self.train_csr(), self.chunk_size)
-            setattr(self, f'learned_{j}', edges)
+            p_u, p_i = user_modal[m].detach(), item_modal[m].detach()
+            if distributed:
+                p_u, p_i = broadcast_(p_u.clone()), broadcast_(p_i.clone())
+            edges = topk_graph(p_u, p_i, self.k, self.train_csr(),
+                               self.chunk_size, users)
+            if distributed:
+                edges = all_gather_cat(edges.t().contiguous()).t()
+            setattr(self, f'learned_{j}', edges.contiguous())
             self.clear_graph_cache(f'learned_{j}')
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
