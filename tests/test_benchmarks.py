@@ -3,6 +3,7 @@ import os.path as osp
 import sys
 
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -41,3 +42,41 @@ def test_suite_smoke(suite, tmp_path):
                 '--models', 'mmssl', '--device', 'cpu', '--out', str(out)])
     assert osp.getmtime(out / 'runs' / 'mmssl-seed0' /
                         'metrics.json') == mtime
+
+
+@pytest.fixture
+def scaling():
+    sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
+    try:
+        import scaling
+        yield scaling
+    finally:
+        sys.path.pop(0)
+
+
+def test_scaling_exponent_and_generator(scaling):
+    assert scaling.fit_exponent([1, 2, 4], [3, 12, 48]) == pytest.approx(2)
+    data = scaling.power_law_data(0.02)
+    train = data['user', 'interacts', 'item'].edge_index
+    assert data['user'].num_nodes == round(9308 * 0.02)
+    assert train.size(1) == round(59541 * 0.02 / 0.8) - 2 * (
+        round(59541 * 0.02 / 0.8) // 10)
+    # Power law: the most popular tenth of the items holds far more than a
+    # tenth of the interactions.
+    deg = torch.bincount(train[1], minlength=data['item'].num_nodes)
+    top = deg.sort(descending=True).values[:deg.numel() // 10]
+    assert top.sum() > 0.3 * deg.sum()
+    again = scaling.power_law_data(0.02)
+    assert torch.equal(again['user', 'interacts', 'item'].edge_index, train)
+
+
+def test_scaling_smoke(scaling, tmp_path):
+    out = tmp_path / 'scaling'
+    scaling.main(['--scales', '0.02', '0.04', '--configs', 'lightgcn',
+                  'mmssl:lowrank', '--steps', '1', '--out', str(out)])
+    result = json.loads((out / 'scaling.json').read_text())
+    assert len(result['results']) == 4
+    assert set(result['fits']) == {'lightgcn', 'mmssl:lowrank'}
+    assert 'mmssl.refresh' in result['fits']['mmssl:lowrank']
+    assert (out / 'scaling.png').read_bytes()[:4] == b'\x89PNG'
+    assert (out / 'scaling.md').read_text().count('mmssl:lowrank') >= 3

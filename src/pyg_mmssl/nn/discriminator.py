@@ -64,14 +64,19 @@ class CriticRows(NamedTuple):
         norm = self.sq_norm().clamp_min(eps * eps).sqrt()
         return self.scale(1 / norm)
 
-    def matmul_t(self, weight: Tensor) -> Tensor:
+    def matmul_t(self, weight: Tensor,
+                 weight_t: Optional[Tensor] = None) -> Tensor:
         r""":math:`\mathbf{X} \mathbf{W}^\top` for ``weight``
         :math:`\mathbf{W}` ``[w, I]``: :math:`\mathbf{L} (\mathbf{W}
         \mathbf{R})^\top` plus a sparse-dense product
-        (:func:`sparse_matmul`)."""
+        (:func:`sparse_matmul`) with ``weight_t``, a contiguous
+        :math:`\mathbf{W}^\top` (made here if not given; pass it to share
+        one copy between several row sets)."""
+        if weight_t is None:
+            weight_t = weight.t().contiguous()
         out = self.left @ (weight @ self.right).t()
-        out = out + sparse_matmul(self.row, self.col, self.value,
-                                  weight.t(), self.num_rows)
+        out = out + sparse_matmul(self.row, self.col, self.value, weight_t,
+                                  self.num_rows)
         if self.dense is not None:
             out = out + self.dense @ weight.t()
         return out
@@ -128,11 +133,13 @@ def sparse_matmul(row: Tensor, col: Tensor, value: Tensor, other: Tensor,
     r""":math:`\mathbf{S} \mathbf{O}` for the sparse ``[num_rows, N]``
     matrix :math:`\mathbf{S}` with entries ``value`` at distinct, row-sorted
     ``(row, col)`` and a dense ``other`` :math:`\mathbf{O}` ``[N, w]``,
-    differentiable in ``value`` and ``other``. Forward and the gradient of
+    differentiable in ``value`` and ``other`` (contiguous ``[N, w]``).
+    Forward and the gradient of
     :math:`\mathbf{O}` are CSR products; the gradient of ``value`` gathers
     ``chunk_size`` rows of :math:`\mathbf{O}` at a time."""
-    other = other.contiguous()  # row gathers, not strided column reads
-    return SparseMatmul.apply(row, col, value, other, num_rows, chunk_size)
+    # Gathers rows of ``other``: contiguous rows, not strided column reads.
+    return SparseMatmul.apply(row, col, value, other.contiguous(), num_rows,
+                              chunk_size)
 
 
 def masked_score_rows(left: Tensor, right: Tensor, row: Tensor,
@@ -237,9 +244,11 @@ class Discriminator(torch.nn.Module):
         :class:`CriticRows`, or of a list of them (concatenated)."""
         if isinstance(x, Tensor):
             return self.input(x)
+        weight = self.input.weight
+        weight_t = weight.t().contiguous()  # one copy for all row sets
         if isinstance(x, CriticRows):
-            return x.matmul_t(self.input.weight)
-        return torch.cat([self.first_layer(rows) for rows in x])
+            return x.matmul_t(weight, weight_t)
+        return torch.cat([rows.matmul_t(weight, weight_t) for rows in x])
 
     def forward(self, x: Rows) -> Tensor:
         return self.head(self.first_layer(x)).view(-1)
@@ -278,8 +287,8 @@ class Discriminator(torch.nn.Module):
             gp = self.gradient_penalty(real.repeat(repeats, 1), fake)
             return -self(real).mean() + self(fake).mean() + gp_weight * gp
 
-        h_real = self.first_layer(real.detach())
-        h_fake = self.first_layer([rows.detach() for rows in fake])
+        h = self.first_layer([real.detach()] + [r.detach() for r in fake])
+        h_real, h_fake = h[:real.num_rows], h[real.num_rows:]
         h_real_pairs = h_real.repeat(h_fake.size(0) // h_real.size(0), 1)
         # Same random draws, in the same order, as the dense path.
         alpha = torch.rand(h_fake.size(0), 1, device=h_fake.device,

@@ -26,7 +26,10 @@ def topk_graph(user_emb: Tensor, item_emb: Tensor, k: int,
     rows, cols = [], []
     for users, top in topk_chunks(user_emb, item_emb, k, users, exclude,
                                   chunk_size):
-        keep = torch.isfinite(top.values)
-        rows.append(users.view(-1, 1).expand_as(top.indices)[keep])
-        cols.append(top.indices[keep])
+        # Items in ascending order per user: the edges come out sorted by
+        # (user, item), so adjacency builders need not sort them again.
+        cols_sorted, perm = top.indices.sort(dim=1)
+        keep = torch.isfinite(top.values.gather(1, perm))
+        rows.append(users.view(-1, 1).expand_as(cols_sorted)[keep])
+        cols.append(cols_sorted[keep])
     return torch.stack([torch.cat(rows), torch.cat(cols)])
