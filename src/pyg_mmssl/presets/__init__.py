@@ -40,7 +40,7 @@ class MMSSLConfig:
     gumbel_eps: float = 1e-5
     refresh_every: int = 1
     topk_rate: float = 1e-4
-    critic: str = field(default='dense', metadata={'choices': CRITICS})
+    critic: str = field(default='lowrank', metadata={'choices': CRITICS})
     critic_rank: int = 64
     adversarial: bool = True
     contrastive: bool = True

@@ -100,8 +100,9 @@ class MMSSL(Recommender):
             (default: :obj:`1e-4`)
         critic (str): ``"dense"``, ``"exact"`` (the same critic, computed
             on factorised rows) or ``"lowrank"`` (a rank-:obj:`critic_rank`
-            first layer); see :class:`Discriminator`.
-            (default: :obj:`"dense"`)
+            first layer); see :class:`Discriminator`. The default is the
+            fastest to a given validation Recall@20 on TikTok (README).
+            (default: :obj:`"lowrank"`)
         critic_rank (int): Rank of the ``"lowrank"`` critic.
             (default: :obj:`64`)
         adversarial (bool): Ablation switch: without it there is no critic
@@ -145,7 +146,7 @@ class MMSSL(Recommender):
         gumbel_eps: float = 1e-5,
         refresh_every: int = 1,
         topk_rate: float = 1e-4,
-        critic: str = 'dense',
+        critic: str = 'lowrank',
         critic_rank: int = 64,
         adversarial: bool = True,
         contrastive: bool = True,
