@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-CONFIGS = ['lightgcn', 'mmssl:lowrank', 'mmssl:dense']
+CONFIGS = ['lightgcn', 'mmgcn', 'mmssl:lowrank', 'mmssl:exact', 'mmssl:dense']
 
 
 def worker(args):

@@ -126,7 +126,6 @@ def _build_model(name: str, model_cfg, data):
 def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     from pyg_mmssl.datasets import load_dataset
     from pyg_mmssl.presets import MODEL_CONFIGS, override, preset
-    from pyg_mmssl.train import Trainer, format_table, seed_everything
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     model_cfg, train_cfg = preset(args.model, args.preset or args.dataset)
@@ -145,8 +144,7 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
 
     out = args.out or osp.join('runs', f'{args.model}-{args.dataset}')
     in_group = distributed.env_has_ranks()
-    if not args.resume and osp.exists(
-            osp.join(out, 'last.pt')):
+    if not args.resume and osp.exists(osp.join(out, 'last.pt')):
         raise FileExistsError(
             f"'{out}' already holds a run; pass --resume to continue it or "
             f"--out to start a new one (nothing was overwritten)")
@@ -158,6 +156,17 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     if in_group:
         device = distributed.init_from_env(train_cfg.device)
         train_cfg = override(train_cfg, {'device': str(device)})
+        try:
+            return _train(args, model_cfg, train_cfg, out)
+        finally:
+            distributed.shutdown()
+    return _train(args, model_cfg, train_cfg, out)
+
+
+def _train(args, model_cfg, train_cfg, out: str) -> Dict[str, Any]:
+    from pyg_mmssl.datasets import load_dataset
+    from pyg_mmssl.train import Trainer, format_table, seed_everything
+
     data = load_dataset(args.dataset, args.root)
     seed_everything(train_cfg.seed)  # the model's initialisation too
     model = _build_model(args.model, model_cfg, data)
