@@ -8,6 +8,7 @@ items), so the critic's only :math:`I`-wide product, its first layer, can be
 computed without forming them (:class:`CriticRows`).
 """
 import math
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -124,8 +125,11 @@ def _csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int,
          num_cols: int) -> Tensor:
     count = torch.bincount(row, minlength=num_rows)
     crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
-    return torch.sparse_csr_tensor(crow, col, value, (num_rows, num_cols),
-                                   check_invariants=False)
+    with warnings.catch_warnings():  # "CSR support is in beta state"
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.sparse_csr_tensor(crow, col, value,
+                                       (num_rows, num_cols),
+                                       check_invariants=False)
 
 
 def sparse_matmul(row: Tensor, col: Tensor, value: Tensor, other: Tensor,
