@@ -7,6 +7,7 @@ Recommender`'s interface: ``loss`` (named terms, ``"loss"`` minimised),
 ``get_embedding`` for evaluation, and optionally a discriminator with its own
 optimiser, stepped through the callback ``loss`` receives.
 """
+import inspect
 import logging
 import os.path as osp
 import random
@@ -378,9 +379,13 @@ def _distributed_loss(model: Recommender, device: torch.device):
     ignore = [n for n, p in module.named_parameters() if id(p) in critic]
     DDP._set_params_and_buffers_to_ignore_for_model(module, ignore)
     # Buffers (learned graphs, features) are kept identical by the model;
-    # broadcasting them every step would only cost time.
+    # broadcasting them every step would only cost time. (The option was
+    # renamed in newer PyTorch.)
+    sig = inspect.signature(DDP.__init__).parameters
+    no_sync = {'forward_sync_buffers': False} \
+        if 'forward_sync_buffers' in sig else {'broadcast_buffers': False}
     return DDP(module, device_ids=[device] if device.type == 'cuda' else None,
-               broadcast_buffers=False)
+               **no_sync)
 
 
 def format_table(rows: List[Tuple[str, Dict[str, float]]],
