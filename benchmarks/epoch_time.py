@@ -9,12 +9,11 @@ train``.
 Prints a Markdown table; ``--json FILE`` also writes the figures.
 """
 import argparse
-import dataclasses
 import json
-import os
-import subprocess
 import sys
 import time
+
+from common import preset_trainer, run_worker
 
 CONFIGS = ['lightgcn', 'mmgcn', 'mmssl:lowrank', 'mmssl:exact', 'mmssl:dense']
 
@@ -23,22 +22,13 @@ def worker(args):
     import torch
 
     from pyg_mmssl.datasets import load_dataset
-    from pyg_mmssl.nn.models import MODELS
-    from pyg_mmssl.presets import override, preset
-    from pyg_mmssl.train import Trainer, peak_memory_mb
+    from pyg_mmssl.train import peak_memory_mb
 
     torch.set_num_threads(args.threads)
-    model_name, _, critic = args.worker.partition(':')
     data = load_dataset(args.dataset, args.root)
-    model_cfg, train_cfg = preset(model_name, args.dataset)
-    if critic:
-        model_cfg = override(model_cfg, {'critic': critic})
-    train_cfg = override(train_cfg, {'device': args.device, 'quiet': True})
-    model = MODELS[model_name].from_data(data,
-                                         **dataclasses.asdict(model_cfg))
-    trainer = Trainer(model, data, train_cfg)
+    trainer = preset_trainer(args.worker, data, args.dataset, args.device)
     state = {'step': 0}
-    model.train()
+    trainer.model.train()
     batches = iter(trainer.sampler)
     trainer.train_step(next(batches), state)  # warm-up, not timed
     steps = len(trainer.sampler) - 1
@@ -50,7 +40,7 @@ def worker(args):
     seconds = time.perf_counter() - start
     print(json.dumps({
         'config': args.worker,
-        'batch_size': train_cfg.batch_size,
+        'batch_size': trainer.config.batch_size,
         'steps_per_epoch': len(trainer.sampler),
         'steps_timed': steps,
         'seconds_per_step': seconds / steps,
@@ -76,16 +66,10 @@ def main():
 
     rows = []
     for config in args.configs:
-        cmd = [sys.executable, __file__, '--worker', config, '--dataset',
-               args.dataset, '--steps', str(args.steps), '--threads',
-               str(args.threads), '--device', args.device]
-        if args.root:
-            cmd += ['--root', args.root]
-        out = subprocess.run(cmd, capture_output=True, text=True,
-                             env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-        if out.returncode != 0:
-            sys.exit(f'{config} failed:\n{out.stderr}')
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        cmd = ['--worker', config, '--dataset', args.dataset, '--steps',
+               str(args.steps), '--threads', str(args.threads), '--device',
+               args.device] + (['--root', args.root] if args.root else [])
+        rows.append(run_worker(__file__, cmd))
         print(f"{config}: {rows[-1]['seconds_per_epoch']:.1f} s/epoch",
               file=sys.stderr)
     print('| model | batch | steps/epoch | s/step | s/epoch | peak MB |\n'

@@ -10,48 +10,25 @@ warm-up step.
 Prints a Markdown table (ms per step); ``--json FILE`` also writes it.
 """
 import argparse
-import dataclasses
-import os
-import subprocess
-import sys
+import json
 
-RANGES = ['mmssl.forward', 'mmssl.critic', 'mmssl.generator',
-          'mmssl.refresh', 'step.backward', 'step.optimizer']
+from common import RANGES, preset_trainer, profiled_steps, run_worker
 
 
 def worker(args):
-    import json
-
     import torch
-    from torch.profiler import profile
 
     from pyg_mmssl.datasets import load_dataset
-    from pyg_mmssl.nn.models import MMSSL
-    from pyg_mmssl.presets import override, preset
-    from pyg_mmssl.train import Trainer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_dataset(args.dataset, args.root)
-    model_cfg, train_cfg = preset('mmssl', args.dataset)
-    model_cfg = override(model_cfg, {'critic': args.worker})
-    train_cfg = override(train_cfg, {'device': args.device, 'quiet': True})
-    model = MMSSL.from_data(data, **dataclasses.asdict(model_cfg))
-    trainer = Trainer(model, data, train_cfg)
-    state = {'step': 0}
-    model.train()
+    trainer = preset_trainer(f'mmssl:{args.worker}', data, args.dataset,
+                             args.device)
+    trainer.model.train()
     batches = iter(trainer.sampler)
-    trainer.train_step(next(batches), state)  # warm-up
-    with profile() as prof:
-        for _ in range(args.steps):
-            trainer.train_step(next(batches), state)
-    totals = {e.key: e.cpu_time_total / 1e3 / args.steps
-              for e in prof.key_averages() if e.key in RANGES + ['step.loss']}
-    row = {name: totals.get(name, 0.) for name in RANGES}
-    step = totals.get('step.loss', 0.) + row['step.backward'] + \
-        row['step.optimizer']
-    row['other'] = step - sum(row.values())
-    row['step'] = step
+    trainer.train_step(next(batches), {'step': 0})  # warm-up
+    row = profiled_steps(trainer, batches, args.steps)
     print(json.dumps({'critic': args.worker, 'ms': row}))
 
 
@@ -69,19 +46,12 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    import json
     rows = []
     for critic in args.critics:
-        cmd = [sys.executable, __file__, '--worker', critic, '--dataset',
-               args.dataset, '--steps', str(args.steps), '--threads',
-               str(args.threads), '--device', args.device]
-        if args.root:
-            cmd += ['--root', args.root]
-        out = subprocess.run(cmd, capture_output=True, text=True,
-                             env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-        if out.returncode != 0:
-            sys.exit(f'{critic} failed:\n{out.stderr}')
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        cmd = ['--worker', critic, '--dataset', args.dataset, '--steps',
+               str(args.steps), '--threads', str(args.threads), '--device',
+               args.device] + (['--root', args.root] if args.root else [])
+        rows.append(run_worker(__file__, cmd))
     names = RANGES + ['other', 'step']
     print('| critic | ' + ' | '.join(names) + ' |')
     print('|---' * (len(names) + 1) + '|')

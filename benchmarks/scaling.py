@@ -18,15 +18,16 @@ import json
 import math
 import os
 import os.path as osp
-import subprocess
 import sys
+
+from common import preset_trainer, profiled_steps, run_worker
 
 # TikTok (train split): 9,308 users, 6,710 items, 59,541 interactions; image
 # and audio features of widths 128 and 128.
 BASE = dict(users=9308, items=6710, edges=59541, dims=(128, 128))
 CONFIGS = ['lightgcn', 'mmssl:lowrank', 'mmssl:exact']
-RANGES = ['mmssl.forward', 'mmssl.critic', 'mmssl.generator',
-          'mmssl.refresh', 'step.backward']
+COMPONENTS = ['mmssl.forward', 'mmssl.critic', 'mmssl.generator',
+              'mmssl.refresh', 'step.backward']
 
 
 def power_law_data(scale: float, seed: int = 0, exponent: float = 0.8):
@@ -64,47 +65,27 @@ def power_law_data(scale: float, seed: int = 0, exponent: float = 0.8):
 
 
 def worker(args):
-    import dataclasses
-
     import torch
-    from torch.profiler import profile
 
-    from pyg_mmssl.nn.models import MODELS
-    from pyg_mmssl.presets import override, preset
-    from pyg_mmssl.train import Trainer, peak_memory_mb
+    from pyg_mmssl.train import peak_memory_mb
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model_name, _, critic = args.worker.partition(':')
     data = power_law_data(args.scale)
-    model_cfg, train_cfg = preset(model_name, 'tiktok')
-    if critic:
-        model_cfg = override(model_cfg, {'critic': critic})
-    train_cfg = override(train_cfg, {'device': args.device, 'quiet': True})
-    model = MODELS[model_name].from_data(data,
-                                         **dataclasses.asdict(model_cfg))
-    trainer = Trainer(model, data, train_cfg)
-    state = {'step': 0}
-    model.train()
+    trainer = preset_trainer(args.worker, data, 'tiktok', args.device)
+    trainer.model.train()
     batches = (b for _ in itertools.count() for b in trainer.sampler)
-    trainer.train_step(next(batches), state)  # warm-up (first refresh too)
-    with profile() as prof:
-        for _ in range(args.steps):
-            trainer.train_step(next(batches), state)
-    ms = {e.key: e.cpu_time_total / 1e3 / args.steps
-          for e in prof.key_averages()
-          if e.key in RANGES + ['step.loss', 'step.optimizer']}
-    step = ms.get('step.loss', 0.) + ms.get('step.backward', 0.) + \
-        ms.get('step.optimizer', 0.)
+    trainer.train_step(next(batches), {'step': 0})  # warm-up, first refresh
+    ms = profiled_steps(trainer, batches, args.steps)
     steps = len(trainer.sampler)
     print(json.dumps({
         'config': args.worker, 'scale': args.scale,
         'users': data['user'].num_nodes, 'items': data['item'].num_nodes,
         'train_edges': int(trainer.sampler.edge_index.size(1)),
-        'steps_per_epoch': steps, 'seconds_per_step': step / 1e3,
-        'seconds_per_epoch': step / 1e3 * steps,
+        'steps_per_epoch': steps, 'seconds_per_step': ms['step'] / 1e3,
+        'seconds_per_epoch': ms['step'] / 1e3 * steps,
         'component_seconds_per_epoch': {
-            k: ms.get(k, 0.) / 1e3 * steps for k in RANGES},
+            k: ms[k] / 1e3 * steps for k in COMPONENTS},
         'peak_memory_mb': peak_memory_mb(trainer.device),
     }))
 
@@ -150,23 +131,18 @@ def main(argv=None):
             if (config, scale) in done or scale > float(
                     limits.get(config, 'inf')):
                 continue
-            cmd = [sys.executable, __file__, '--worker', config, '--scale',
-                   str(scale), '--steps', str(args.steps), '--threads',
-                   str(args.threads), '--device', args.device]
-            out = subprocess.run(cmd, capture_output=True, text=True,
-                                 env={**os.environ,
-                                      'PYTHONWARNINGS': 'ignore'})
-            if out.returncode != 0:
-                sys.exit(f'{config} at {scale}x failed:\n{out.stderr}')
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            rows.append(run_worker(__file__, [
+                '--worker', config, '--scale', str(scale), '--steps',
+                str(args.steps), '--threads', str(args.threads), '--device',
+                args.device]))
             print(f"{config} {scale:g}x: "
                   f"{rows[-1]['seconds_per_epoch']:.1f} s/epoch, "
                   f"{rows[-1]['peak_memory_mb']:.0f} MB", file=sys.stderr)
             atomic_write_json({'args': vars(args), 'results': rows}, path)
 
     lines = ['| model | scale | users | items | train edges | s/epoch | '
-             'peak MB | ' + ' | '.join(RANGES) + ' |',
-             '|---' * (7 + len(RANGES)) + '|']
+             'peak MB | ' + ' | '.join(COMPONENTS) + ' |',
+             '|---' * (7 + len(COMPONENTS)) + '|']
     fits = {}
     for config in args.configs:
         mine = sorted((r for r in rows if r['config'] == config),
@@ -177,7 +153,7 @@ def main(argv=None):
                 f"| {config} | {r['scale']:g}x | {r['users']} | {r['items']}"
                 f" | {r['train_edges']} | {r['seconds_per_epoch']:.1f} | "
                 f"{r['peak_memory_mb']:.0f} | " + ' | '.join(
-                    f'{comp[k]:.1f}' for k in RANGES) + ' |')
+                    f'{comp[k]:.1f}' for k in COMPONENTS) + ' |')
         if len(mine) >= 2:
             edges = [r['train_edges'] for r in mine]
             fits[config] = {
@@ -187,7 +163,7 @@ def main(argv=None):
                                        [r['peak_memory_mb'] for r in mine]),
                 **{k: fit_exponent(edges, [
                     r['component_seconds_per_epoch'][k] for r in mine])
-                   for k in RANGES
+                   for k in COMPONENTS
                    if all(r['component_seconds_per_epoch'][k] > 0
                           for r in mine)},
             }

@@ -8,14 +8,17 @@ import torch
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-@pytest.fixture
-def suite():
+def bench(name):
     sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
     try:
-        import suite
-        yield suite
+        yield __import__(name)
     finally:
         sys.path.pop(0)
+
+
+@pytest.fixture
+def suite():
+    yield from bench('suite')
 
 
 def test_suite_smoke(suite, tmp_path):
@@ -46,12 +49,7 @@ def test_suite_smoke(suite, tmp_path):
 
 @pytest.fixture
 def scaling():
-    sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
-    try:
-        import scaling
-        yield scaling
-    finally:
-        sys.path.pop(0)
+    yield from bench('scaling')
 
 
 def test_scaling_exponent_and_generator(scaling):
