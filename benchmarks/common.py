@@ -1,6 +1,7 @@
 r"""Pieces the benchmark scripts share: a preset trainer for a config
 string, one fresh process per measurement, and step timing by the
 ``torch.profiler`` ranges that the model and trainer mark."""
+import argparse
 import json
 import os
 import subprocess
@@ -10,6 +11,39 @@ from typing import Dict, List
 # Ranges marked by MMSSL.loss and Trainer.train_step.
 RANGES = ['mmssl.forward', 'mmssl.critic', 'mmssl.generator',
           'mmssl.refresh', 'step.backward', 'step.optimizer']
+
+
+def dataset_parser(doc: str, steps: int, steps_help: str = 'steps to time'
+                   ) -> argparse.ArgumentParser:
+    r"""The options of a benchmark that measures configs on a dataset, each
+    in a fresh worker process (see :func:`dataset_worker`)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    parser.add_argument('--dataset', default='tiktok')
+    parser.add_argument('--root', default=None)
+    parser.add_argument('--steps', type=int, default=steps, help=steps_help)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--json', default=None)
+    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def dataset_worker(script: str, args: argparse.Namespace,
+                   config: str) -> dict:
+    r""":func:`run_worker` for one ``config`` with the options of
+    :func:`dataset_parser`."""
+    return run_worker(script, [
+        '--worker', config, '--dataset', args.dataset, '--steps',
+        str(args.steps), '--threads', str(args.threads), '--device',
+        args.device
+    ] + (['--root', args.root] if args.root else []))
+
+
+def save_json(args: argparse.Namespace, rows: List[dict]):
+    r"""Writes ``{"args", "results"}`` to ``args.json`` if it is set."""
+    if args.json:
+        from pyg_mmssl.io import atomic_write_json
+        atomic_write_json({'args': vars(args), 'results': rows}, args.json)
 
 
 def preset_trainer(config: str, data, dataset: str, device: str = 'cpu'):

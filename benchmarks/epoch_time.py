@@ -8,12 +8,11 @@ train``.
 
 Prints a Markdown table; ``--json FILE`` also writes the figures.
 """
-import argparse
 import json
 import sys
 import time
 
-from common import preset_trainer, run_worker
+from common import dataset_parser, dataset_worker, preset_trainer, save_json
 
 CONFIGS = ['lightgcn', 'mmgcn', 'mmssl:lowrank', 'mmssl:exact', 'mmssl:dense']
 
@@ -50,26 +49,16 @@ def worker(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--dataset', default='tiktok')
-    parser.add_argument('--root', default=None)
+    parser = dataset_parser(__doc__, steps=0,
+                            steps_help='steps to time (0: a whole epoch)')
     parser.add_argument('--configs', nargs='+', default=CONFIGS)
-    parser.add_argument('--steps', type=int, default=0,
-                        help='steps to time (0: a whole epoch)')
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--json', default=None)
-    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
 
     rows = []
     for config in args.configs:
-        cmd = ['--worker', config, '--dataset', args.dataset, '--steps',
-               str(args.steps), '--threads', str(args.threads), '--device',
-               args.device] + (['--root', args.root] if args.root else [])
-        rows.append(run_worker(__file__, cmd))
+        rows.append(dataset_worker(__file__, args, config))
         print(f"{config}: {rows[-1]['seconds_per_epoch']:.1f} s/epoch",
               file=sys.stderr)
     print('| model | batch | steps/epoch | s/step | s/epoch | peak MB |\n'
@@ -78,9 +67,7 @@ def main():
         print(f"| {r['config']} | {r['batch_size']} | {r['steps_per_epoch']} "
               f"| {r['seconds_per_step']:.3f} | {r['seconds_per_epoch']:.1f} "
               f"| {r['peak_memory_mb']:.0f} |")
-    if args.json:
-        from pyg_mmssl.io import atomic_write_json
-        atomic_write_json({'args': vars(args), 'results': rows}, args.json)
+    save_json(args, rows)
 
 
 if __name__ == '__main__':

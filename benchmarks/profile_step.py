@@ -9,10 +9,10 @@ warm-up step.
 
 Prints a Markdown table (ms per step); ``--json FILE`` also writes it.
 """
-import argparse
 import json
 
-from common import RANGES, preset_trainer, profiled_steps, run_worker
+from common import (RANGES, dataset_parser, dataset_worker, preset_trainer,
+                    profiled_steps, save_json)
 
 
 def worker(args):
@@ -33,34 +33,20 @@ def worker(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--dataset', default='tiktok')
-    parser.add_argument('--root', default=None)
+    parser = dataset_parser(__doc__, steps=4)
     parser.add_argument('--critics', nargs='+',
                         default=['dense', 'exact', 'lowrank'])
-    parser.add_argument('--steps', type=int, default=4)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--json', default=None)
-    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    rows = []
-    for critic in args.critics:
-        cmd = ['--worker', critic, '--dataset', args.dataset, '--steps',
-               str(args.steps), '--threads', str(args.threads), '--device',
-               args.device] + (['--root', args.root] if args.root else [])
-        rows.append(run_worker(__file__, cmd))
+    rows = [dataset_worker(__file__, args, critic) for critic in args.critics]
     names = RANGES + ['other', 'step']
     print('| critic | ' + ' | '.join(names) + ' |')
     print('|---' * (len(names) + 1) + '|')
     for r in rows:
         print(f"| {r['critic']} | " +
               ' | '.join(f"{r['ms'][n]:.0f}" for n in names) + ' |')
-    if args.json:
-        from pyg_mmssl.io import atomic_write_json
-        atomic_write_json({'args': vars(args), 'results': rows}, args.json)
+    save_json(args, rows)
 
 
 if __name__ == '__main__':

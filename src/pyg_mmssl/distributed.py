@@ -64,13 +64,9 @@ def init_from_env(device: str = 'auto', timeout_s: float = 600.
         raise ValueError(f"distributed training needs the environment "
                          f"variables {', '.join(missing)} (torchrun sets "
                          f"them)")
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    dev = torch.device(device)
+    from pyg_mmssl.train import resolve_device  # train imports this module
+    dev = resolve_device(device)
     if dev.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ValueError(f"device '{device}' requested but CUDA is not "
-                             f"available")
         dev = torch.device('cuda', int(os.environ['LOCAL_RANK']))
         torch.cuda.set_device(dev)
     elif 'OMP_NUM_THREADS' not in os.environ:

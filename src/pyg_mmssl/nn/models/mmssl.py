@@ -245,13 +245,13 @@ class MMSSL(Recommender):
         ranks its share of the users by rank 0's scores and the shares are
         gathered, so all ranks hold the same graphs."""
         distributed = is_distributed()
-        users = torch.arange(self.num_users, device=self.num_steps.device)
-        if distributed:
-            users = users[shard(self.num_users)]
         for j, m in enumerate(self.modalities):
             p_u, p_i = user_modal[m].detach(), item_modal[m].detach()
+            users = None  # every user
             if distributed:
                 p_u, p_i = broadcast_(p_u.clone()), broadcast_(p_i.clone())
+                users = torch.arange(self.num_users, device=p_u.device)[
+                    shard(self.num_users)]
             edges = topk_graph(p_u, p_i, self.k, self.train_csr(),
                                self.chunk_size, users)
             if distributed:
