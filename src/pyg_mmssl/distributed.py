@@ -14,6 +14,8 @@ import datetime
 import hashlib
 import os
 import socket
+import tempfile
+import time
 import traceback
 from typing import Any, Callable, List, Sequence
 
@@ -164,36 +166,62 @@ class RankFailed(RuntimeError):
     r"""A rank of a :func:`launch` run raised; the others were stopped."""
 
 
-def _entry(rank: int, world: int, port: int, fn: Callable, args: Any):
+def _entry(rank: int, world: int, port: int, fn: Callable, args: Any,
+           error_dir: str):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     try:
         fn(*args)
     except BaseException as e:
-        # One line per rank for the parent; the full traceback goes to
-        # stderr.
+        # The full traceback goes to stderr; one line per rank, stamped with
+        # the time it failed, goes to ``error_dir`` *before* this rank leaves
+        # the process group, so the rank that failed first (the cause; the
+        # others then fail in a collective) has written its record before
+        # any other rank can notice.
         traceback.print_exc()
-        raise RuntimeError(f"rank {rank}: {type(e).__name__}: {e}") from None
+        message = f"rank {rank}: {type(e).__name__}: {e}"
+        tmp = os.path.join(error_dir, f'.rank{rank}')
+        with open(tmp, 'w') as f:
+            f.write(f"{time.monotonic()!r}\n{message}")
+        os.replace(tmp, os.path.join(error_dir, f'rank{rank}'))
+        raise RuntimeError(message) from None
     finally:
         shutdown()
+
+
+def _first_failure(error_dir: str) -> Any:
+    records = []
+    for name in os.listdir(error_dir):
+        if name.startswith('rank'):
+            with open(os.path.join(error_dir, name)) as f:
+                stamp, message = f.read().split('\n', 1)
+            records.append((float(stamp), message))
+    return min(records)[1] if records else None
 
 
 def launch(fn: Callable, nproc: int, args: Sequence[Any] = ()):
     r"""Runs ``fn(*args)`` in ``nproc`` processes on this machine, each with
     the environment :func:`init_from_env` reads. If any rank raises, the
     others are terminated (none waits forever in a collective) and
-    :class:`RankFailed` names the rank and its error."""
+    :class:`RankFailed` names the rank that failed first and its error (not
+    the ranks that then lost their peer)."""
     import torch.multiprocessing as mp
 
     if nproc < 1:
         raise ValueError(f"--nproc must be positive, got {nproc}")
-    try:
-        mp.start_processes(_entry, args=(nproc, _free_port(), fn, tuple(args)),
-                           nprocs=nproc, join=True, start_method='spawn')
-    except mp.ProcessRaisedException as e:
-        last = str(e).strip().splitlines()[-1]
-        raise RankFailed(last.split('RuntimeError: ', 1)[-1]) from None
-    except mp.ProcessExitedException as e:
-        raise RankFailed(f"rank {e.error_index} exited with code "
-                         f"{e.exit_code}") from None
+    with tempfile.TemporaryDirectory(prefix='pyg_mmssl-ranks-') as error_dir:
+        try:
+            mp.start_processes(
+                _entry, args=(nproc, _free_port(), fn, tuple(args), error_dir),
+                nprocs=nproc, join=True, start_method='spawn')
+        except mp.ProcessRaisedException as e:
+            first = _first_failure(error_dir)
+            if first is None:
+                last = str(e).strip().splitlines()[-1]
+                first = last.split('RuntimeError: ', 1)[-1]
+            raise RankFailed(first) from None
+        except mp.ProcessExitedException as e:
+            first = _first_failure(error_dir)
+            raise RankFailed(first or f"rank {e.error_index} exited with "
+                             f"code {e.exit_code}") from None
