@@ -12,7 +12,7 @@ layer with a ``message_and_aggregate``):
 * ``"scatter"``: a plain ``[2, E]`` tensor, gather + scatter message passing.
 """
 import warnings
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,6 +21,7 @@ import torch_geometric.typing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 
 from pyg_mmssl.nn.conv.mmssl_conv import bipartite_norm
+from pyg_mmssl.nn.spmm import cache_transpose
 
 BACKENDS = ('edge_index', 'csr', 'sparse_tensor', 'scatter')
 
@@ -63,28 +64,54 @@ class Propagation(NamedTuple):
     size: Tuple[int, int]
 
 
-def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
-                    edge_weight: Tensor, backend: str) -> Propagation:
-    r"""Adjacency for messages from ``edge_index[0]`` to ``edge_index[1]``
-    with (already normalised) ``edge_weight``, in ``backend``'s type."""
-    check_backend(backend)
+def _sort_by_target(edge_index: Tensor, edge_weight: Tensor,
+                    size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""``(target, source, weight)`` sorted by (target, source); no sort or
+    gather when they already are (as learned graphs' item-to-user
+    direction)."""
     src, dst = edge_index
+    key = dst * size[0] + src
+    if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
+        return dst, src, edge_weight
+    perm = key.argsort()
+    return (dst.index_select(0, perm), src.index_select(0, perm),
+            edge_weight.index_select(0, perm))
+
+
+def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
+                    edge_weight: Tensor, backend: str,
+                    transpose: Optional[Propagation] = None,
+                    cache: bool = True) -> Propagation:
+    r"""Adjacency for messages from ``edge_index[0]`` to ``edge_index[1]``
+    with (already normalised) ``edge_weight``, in ``backend``'s type. Sparse
+    types carry their transpose for the backward pass (:func:`cache_transpose`
+    with ``transpose``, the reverse direction's adjacency when its weights
+    are the same, else one more sort here)."""
+    check_backend(backend)
     if backend == 'scatter':
         return Propagation(edge_index, edge_weight, size)
     if backend == 'edge_index':
         ei = EdgeIndex(edge_index, sparse_size=size)
         ei, perm = ei.sort_by('col')
         return Propagation(ei, edge_weight[perm], size)
+    # Transposed adjacency (rows are targets) from one sort by target.
+    row, col, value = _sort_by_target(edge_index, edge_weight, size)
+    count = torch.bincount(row, minlength=size[1])
+    rowptr = torch.cat([count.new_zeros(1), count.cumsum(0)])
     if backend == 'sparse_tensor':
-        adj_t = SparseTensor(row=dst, col=src, value=edge_weight,
-                             sparse_sizes=(size[1], size[0]))
-        return Propagation(adj_t, None, size)
-    adj_t = torch.sparse_coo_tensor(torch.stack([dst, src]), edge_weight,
-                                    (size[1], size[0]),
-                                    check_invariants=False).coalesce()
-    with warnings.catch_warnings():  # "CSR support is in beta state"
-        warnings.simplefilter('ignore', UserWarning)
-        return Propagation(adj_t.to_sparse_csr(), None, size)
+        adj_t = SparseTensor(rowptr=rowptr, col=col, value=value,
+                             sparse_sizes=(size[1], size[0]), is_sorted=True,
+                             trust_data=True)
+    else:
+        with warnings.catch_warnings():  # "CSR support is in beta state"
+            warnings.simplefilter('ignore', UserWarning)
+            adj_t = torch.sparse_csr_tensor(rowptr, col, value,
+                                            (size[1], size[0]))
+    if transpose is not None:
+        cache_transpose(adj_t, transpose.adj)
+    elif cache:
+        cache_transpose(adj_t)
+    return Propagation(adj_t, None, size)
 
 
 class BipartiteGraph(NamedTuple):
@@ -101,20 +128,24 @@ class BipartiteGraph(NamedTuple):
     def build(edge_index: Tensor, num_users: int, num_items: int,
               edge_weight: OptTensor = None, normalize: str = 'sym',
               backend: str = 'edge_index') -> 'BipartiteGraph':
-        r"""``edge_index`` holds ``(user, item)`` pairs."""
+        r"""``edge_index`` holds ``(user, item)`` pairs. Unless
+        :obj:`normalize` is ``"mean"``, each direction's adjacency is the
+        other's transpose and serves as it in the backward pass."""
         rev = edge_index.flip(0)
         w_ui = bipartite_norm(edge_index, (num_users, num_items), edge_weight,
                               normalize)
-        w_iu = w_ui if normalize != 'mean' else bipartite_norm(
+        symmetric = normalize != 'mean'
+        w_iu = w_ui if symmetric else bipartite_norm(
             rev, (num_items, num_users), edge_weight, normalize)
-        return BipartiteGraph(
-            item_to_user=build_adjacency(rev, (num_items, num_users), w_iu,
-                                         backend),
-            user_to_item=build_adjacency(edge_index, (num_users, num_items),
-                                         w_ui, backend),
-            num_users=num_users,
-            num_items=num_items,
-        )
+        item_to_user = build_adjacency(rev, (num_items, num_users), w_iu,
+                                       backend, cache=not symmetric)
+        user_to_item = build_adjacency(
+            edge_index, (num_users, num_items), w_ui, backend,
+            transpose=item_to_user if symmetric else None)
+        if symmetric:
+            cache_transpose(item_to_user.adj, user_to_item.adj)
+        return BipartiteGraph(item_to_user, user_to_item, num_users,
+                              num_items)
 
 
 def homogeneous_adjacency(edge_index: Tensor, num_users: int, num_items: int,

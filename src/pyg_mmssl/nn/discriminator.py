@@ -43,15 +43,18 @@ class CriticRows(NamedTuple):
     def scale(self, factor: Tensor) -> 'CriticRows':
         r"""Rows multiplied by ``factor`` ``[B]``."""
         dense = None if self.dense is None else self.dense * factor.view(-1, 1)
-        return self._replace(left=self.left * factor.view(-1, 1),
-                             value=self.value * factor[self.row], dense=dense)
+        value = self.value * factor.index_select(0, self.row)
+        return self._replace(left=self.left * factor.view(-1, 1), value=value,
+                             dense=dense)
 
     def sq_norm(self) -> Tensor:
         r""":math:`\|\mathbf{x}_b\|^2` of every row, through the Gram matrix
         :math:`\mathbf{R}^\top \mathbf{R}` (never an ``[B, I]`` product)."""
         left, right, row, col, value = self[:5]
         out = ((left @ (right.t() @ right)) * left).sum(-1)
-        at = (left[row] * right[col]).sum(-1)  # (L R^T) at S's positions
+        # (L R^T) at S's positions; index_select, whose backward is an
+        # index_add (advanced indexing's backward is a slow sorting index_put)
+        at = (left.index_select(0, row) * right.index_select(0, col)).sum(-1)
         cross = value * (value + 2 * at)
         if self.dense is not None:
             d = self.dense
@@ -151,7 +154,8 @@ def masked_score_rows(left: Tensor, right: Tensor, row: Tensor,
     r""":math:`\mathbf{L} \mathbf{R}^\top` with the ``(row, col)`` entries
     set to zero, in factorised form."""
     return CriticRows(left, right, row, col,
-                      -(left[row] * right[col]).sum(-1))
+                      -(left.index_select(0, row) *
+                        right.index_select(0, col)).sum(-1))
 
 
 def input_grad_sq_norm(delta: Tensor, weight: Tensor) -> Tensor:

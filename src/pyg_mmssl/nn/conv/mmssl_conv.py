@@ -4,7 +4,9 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor, scatter, spmm
+from torch_geometric.utils import is_torch_sparse_tensor, scatter
+
+from pyg_mmssl.nn.spmm import spmm
 
 NORMALIZATIONS = ('sym', 'mean', 'none')
 
