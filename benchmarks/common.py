@@ -48,18 +48,29 @@ def save_json(args: argparse.Namespace, rows: List[dict]):
 
 def preset_trainer(config: str, data, dataset: str, device: str = 'cpu'):
     r"""A :class:`~pyg_mmssl.train.Trainer` (writing nothing) for
-    ``config`` = ``"model"`` or ``"model:critic"``, with ``dataset``'s
-    preset."""
+    ``config`` = ``"model"``, ``"model:critic"`` or either followed by
+    ``":field=value"`` model overrides (e.g.
+    ``"mmssl:lowrank:refresh_every=59"``), with ``dataset``'s preset."""
     import dataclasses
 
     from pyg_mmssl.nn.models import MODELS
     from pyg_mmssl.presets import override, preset
     from pyg_mmssl.train import Trainer
 
-    model_name, _, critic = config.partition(':')
+    model_name, *parts = config.split(':')
     model_cfg, train_cfg = preset(model_name, dataset)
-    if critic:
-        model_cfg = override(model_cfg, {'critic': critic})
+    values = {}
+    for part in parts:
+        key, _, value = part.rpartition('=')
+        if key:  # field=value, typed like the field's default
+            if not hasattr(model_cfg, key):
+                sys.exit(f"'{config}': {model_name} has no option '{key}'")
+            default = getattr(model_cfg, key)
+            values[key] = (value.lower() in ('1', 'true') if isinstance(
+                default, bool) else type(default)(value))
+        else:
+            values['critic'] = value
+    model_cfg = override(model_cfg, values)
     train_cfg = override(train_cfg, {'device': device, 'quiet': True})
     model = MODELS[model_name].from_data(data,
                                          **dataclasses.asdict(model_cfg))

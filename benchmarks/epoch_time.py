@@ -5,6 +5,10 @@ train``.
 
     python benchmarks/epoch_time.py --dataset tiktok --threads 2
     python benchmarks/epoch_time.py --steps 10   # time 10 steps, extrapolate
+    python benchmarks/epoch_time.py --steps 0 --configs mmssl:lowrank:refresh_every=59
+
+A config is ``model``, ``model:critic``, either followed by ``:field=value``
+model options (see ``benchmarks/common.py``).
 
 Prints a Markdown table; ``--json FILE`` also writes the figures.
 """

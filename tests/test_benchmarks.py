@@ -78,3 +78,18 @@ def test_scaling_smoke(scaling, tmp_path):
     assert 'mmssl.refresh' in result['fits']['mmssl:lowrank']
     assert (out / 'scaling.png').read_bytes()[:4] == b'\x89PNG'
     assert (out / 'scaling.md').read_text().count('mmssl:lowrank') >= 3
+
+
+@pytest.fixture
+def common():
+    yield from bench('common')
+
+
+def test_preset_trainer_configs(common, tiny_data):
+    trainer = common.preset_trainer('mmssl:exact:refresh_every=7:gumbel=false',
+                                    tiny_data, 'synthetic')
+    model = trainer.model
+    assert model.discriminator.critic == 'exact'
+    assert model.refresh_every == 7 and model.gumbel is False
+    with pytest.raises(SystemExit, match="mmssl has no option 'nope'"):
+        common.preset_trainer('mmssl:nope=1', tiny_data, 'synthetic')
