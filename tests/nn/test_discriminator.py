@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator,
                                         gumbel_noise, gumbel_softmax_is_sparse,
                                         input_grad_sq_norm, masked_score_rows,
-                                        sparse_matmul)
+                                        sampled_products, sparse_matmul)
 
 B, I, D = 6, 40, 5
 
@@ -151,14 +151,28 @@ def test_input_grad_sq_norm_gradients(num_rows, width):
     assert torch.autograd.gradcheck(input_grad_sq_norm, (delta, weight))
 
 
-def test_sparse_matmul_gradients():
+@pytest.mark.parametrize('dense_ratio', [0, 1e9])  # gathers, dense product
+def test_sampled_products(dense_ratio):
+    gen = torch.Generator().manual_seed(6)
+    row, col = sparse_positions(gen)
+    left = torch.randn(B, 4, dtype=torch.double, requires_grad=True)
+    right = torch.randn(I, 4, dtype=torch.double, requires_grad=True)
+    out = sampled_products(left, right, row, col, 7, dense_ratio)
+    assert torch.allclose(out, (left @ right.t())[row, col])
+    assert torch.autograd.gradcheck(
+        lambda a, b: sampled_products(a, b, row, col, 7, dense_ratio),
+        (left, right))
+
+
+@pytest.mark.parametrize('dense_ratio', [0, 1e9])  # gathers, dense product
+def test_sparse_matmul_gradients(dense_ratio):
     gen = torch.Generator().manual_seed(5)
     row, col = sparse_positions(gen)
     value = torch.randn(row.numel(), dtype=torch.double, requires_grad=True)
     other = torch.randn(I, 3, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda v, o: sparse_matmul(row, col, v, o, B, chunk_size=7),
-        (value, other))
+        lambda v, o: sparse_matmul(row, col, v, o, B, chunk_size=7,
+                                   dense_ratio=dense_ratio), (value, other))
     empty = torch.empty(0, dtype=torch.long)
     out = sparse_matmul(empty, empty, value[:0], other, B)
     assert out.shape == (B, 3) and out.abs().sum() == 0
