@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pyg_mmssl.nn import discriminator
 from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator,
                                         gumbel_noise, gumbel_softmax_is_sparse,
                                         input_grad_sq_norm, masked_score_rows,
@@ -151,8 +152,13 @@ def test_input_grad_sq_norm_gradients(num_rows, width):
     assert torch.autograd.gradcheck(input_grad_sq_norm, (delta, weight))
 
 
+@pytest.fixture
+def dense_any_width(monkeypatch):
+    monkeypatch.setattr(discriminator, 'DENSE_MIN_WIDTH', 1)
+
+
 @pytest.mark.parametrize('dense_ratio', [0, 1e9])  # gathers, dense product
-def test_sampled_products(dense_ratio):
+def test_sampled_products(dense_ratio, dense_any_width):
     gen = torch.Generator().manual_seed(6)
     row, col = sparse_positions(gen)
     left = torch.randn(B, 4, dtype=torch.double, requires_grad=True)
@@ -165,7 +171,7 @@ def test_sampled_products(dense_ratio):
 
 
 @pytest.mark.parametrize('dense_ratio', [0, 1e9])  # gathers, dense product
-def test_sparse_matmul_gradients(dense_ratio):
+def test_sparse_matmul_gradients(dense_ratio, dense_any_width):
     gen = torch.Generator().manual_seed(5)
     row, col = sparse_positions(gen)
     value = torch.randn(row.numel(), dtype=torch.double, requires_grad=True)
