@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 import traceback
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -190,7 +190,8 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: Any,
         shutdown()
 
 
-def _first_failure(error_dir: str) -> Any:
+def _first_failure(error_dir: str) -> Optional[str]:
+    r"""The message of the earliest error record in ``error_dir``."""
     records = []
     for name in os.listdir(error_dir):
         if name.startswith('rank'):

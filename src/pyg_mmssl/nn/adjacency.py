@@ -11,8 +11,7 @@ layer with a ``message_and_aggregate``):
   ``sparse`` extra),
 * ``"scatter"``: a plain ``[2, E]`` tensor, gather + scatter message passing.
 """
-import warnings
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -21,7 +20,7 @@ import torch_geometric.typing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 
 from pyg_mmssl.nn.conv.mmssl_conv import bipartite_norm
-from pyg_mmssl.nn.spmm import cache_transpose
+from pyg_mmssl.nn.spmm import cache_transpose, sorted_csr
 
 BACKENDS = ('edge_index', 'csr', 'sparse_tensor', 'scatter')
 
@@ -80,13 +79,11 @@ def _sort_by_target(edge_index: Tensor, edge_weight: Tensor,
 
 def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
                     edge_weight: Tensor, backend: str,
-                    transpose: Optional[Propagation] = None,
                     cache: bool = True) -> Propagation:
     r"""Adjacency for messages from ``edge_index[0]`` to ``edge_index[1]``
-    with (already normalised) ``edge_weight``, in ``backend``'s type. Sparse
-    types carry their transpose for the backward pass (:func:`cache_transpose`
-    with ``transpose``, the reverse direction's adjacency when its weights
-    are the same, else one more sort here)."""
+    with (already normalised) ``edge_weight``, in ``backend``'s type. With
+    :obj:`cache`, sparse types carry their transpose for the backward pass
+    (:func:`cache_transpose`, one more sort)."""
     check_backend(backend)
     if backend == 'scatter':
         return Propagation(edge_index, edge_weight, size)
@@ -96,20 +93,13 @@ def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
         return Propagation(ei, edge_weight[perm], size)
     # Transposed adjacency (rows are targets) from one sort by target.
     row, col, value = _sort_by_target(edge_index, edge_weight, size)
-    count = torch.bincount(row, minlength=size[1])
-    rowptr = torch.cat([count.new_zeros(1), count.cumsum(0)])
     if backend == 'sparse_tensor':
-        adj_t = SparseTensor(rowptr=rowptr, col=col, value=value,
+        adj_t = SparseTensor(row=row, col=col, value=value,
                              sparse_sizes=(size[1], size[0]), is_sorted=True,
                              trust_data=True)
     else:
-        with warnings.catch_warnings():  # "CSR support is in beta state"
-            warnings.simplefilter('ignore', UserWarning)
-            adj_t = torch.sparse_csr_tensor(rowptr, col, value,
-                                            (size[1], size[0]))
-    if transpose is not None:
-        cache_transpose(adj_t, transpose.adj)
-    elif cache:
+        adj_t = sorted_csr(row, col, value, size[1], size[0])
+    if cache:
         cache_transpose(adj_t)
     return Propagation(adj_t, None, size)
 
@@ -139,11 +129,11 @@ class BipartiteGraph(NamedTuple):
             rev, (num_items, num_users), edge_weight, normalize)
         item_to_user = build_adjacency(rev, (num_items, num_users), w_iu,
                                        backend, cache=not symmetric)
-        user_to_item = build_adjacency(
-            edge_index, (num_users, num_items), w_ui, backend,
-            transpose=item_to_user if symmetric else None)
+        user_to_item = build_adjacency(edge_index, (num_users, num_items),
+                                       w_ui, backend, cache=not symmetric)
         if symmetric:
             cache_transpose(item_to_user.adj, user_to_item.adj)
+            cache_transpose(user_to_item.adj, item_to_user.adj)
         return BipartiteGraph(item_to_user, user_to_item, num_users,
                               num_items)
 

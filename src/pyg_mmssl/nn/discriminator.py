@@ -8,13 +8,14 @@ items), so the critic's only :math:`I`-wide product, its first layer, can be
 computed without forming them (:class:`CriticRows`).
 """
 import math
-import warnings
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from pyg_mmssl.nn.spmm import sorted_csr, transposed_csr
 
 CRITICS = ('dense', 'exact', 'lowrank')
 
@@ -106,7 +107,7 @@ class SparseMatmul(torch.autograd.Function):
         ctx.save_for_backward(row, col, value, other)
         ctx.num_rows, ctx.chunk_size = num_rows, chunk_size
         ctx.dense_ratio = dense_ratio
-        return _csr(row, col, value, num_rows, other.size(0)) @ other
+        return sorted_csr(row, col, value, num_rows, other.size(0)) @ other
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -116,9 +117,8 @@ class SparseMatmul(torch.autograd.Function):
             grad_value = _sampled_products(grad_out, other, row, col,
                                            ctx.chunk_size, ctx.dense_ratio)
         if ctx.needs_input_grad[3]:  # S^T grad_out
-            perm = torch.argsort(col * ctx.num_rows + row)
-            grad_other = _csr(col[perm], row[perm], value[perm],
-                              other.size(0), ctx.num_rows) @ grad_out
+            grad_other = transposed_csr(row, col, value, ctx.num_rows,
+                                        other.size(0)) @ grad_out
         return None, None, grad_value, grad_other, None, None, None
 
 
@@ -132,10 +132,10 @@ def _sampled_products(a: Tensor, b: Tensor, row: Tensor, col: Tensor,
     ``(r, c)`` in ``(row, col)``: the entries of :math:`\mathbf{A}
     \mathbf{B}^\top` there. Through the dense product when its rows are
     wide (at least :data:`DENSE_MIN_WIDTH`; the first layer of ``exact``)
-    and it has at most
-    ``dense_ratio`` entries per position, else by gathering ``chunk_size``
-    positions at a time. (On this project's CPU at 65 entries per position:
-    width 1,677, dense 159 ms vs gathers 191 ms; width 64, 10.7 vs 5.7.)"""
+    and it has at most ``dense_ratio`` entries per position, else by
+    gathering ``chunk_size`` positions at a time. (On this project's CPU at
+    65 entries per position: width 1,677, dense 159 ms vs gathers 191 ms;
+    width 64, 10.7 vs 5.7.)"""
     if row.numel() == 0:
         return a.new_zeros(0)
     num_cols = b.size(0)
@@ -161,13 +161,11 @@ class SampledProducts(torch.autograd.Function):
     def backward(ctx, grad_out):
         left, right, row, col = ctx.saved_tensors
         grad_left = grad_right = None
+        size = (left.size(0), right.size(0))
         if ctx.needs_input_grad[0]:  # S right, S = grad_out at (row, col)
-            grad_left = _csr(row, col, grad_out, left.size(0),
-                             right.size(0)) @ right
+            grad_left = sorted_csr(row, col, grad_out, *size) @ right
         if ctx.needs_input_grad[1]:  # S^T left
-            perm = torch.argsort(col * left.size(0) + row)
-            grad_right = _csr(col[perm], row[perm], grad_out[perm],
-                              right.size(0), left.size(0)) @ left
+            grad_right = transposed_csr(row, col, grad_out, *size) @ left
         return grad_left, grad_right, None, None, None, None
 
 
@@ -180,17 +178,6 @@ def sampled_products(left: Tensor, right: Tensor, row: Tensor, col: Tensor,
     it)."""
     return SampledProducts.apply(left, right, row, col, chunk_size,
                                  dense_ratio)
-
-
-def _csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int,
-         num_cols: int) -> Tensor:
-    count = torch.bincount(row, minlength=num_rows)
-    crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
-    with warnings.catch_warnings():  # "CSR support is in beta state"
-        warnings.simplefilter('ignore', UserWarning)
-        return torch.sparse_csr_tensor(crow, col, value,
-                                       (num_rows, num_cols),
-                                       check_invariants=False)
 
 
 def sparse_matmul(row: Tensor, col: Tensor, value: Tensor, other: Tensor,

@@ -21,6 +21,26 @@ from torch_geometric.utils import spmm as pyg_spmm
 _ATTR = '_pyg_mmssl_csr_pair'
 
 
+def sorted_csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int,
+               num_cols: int) -> Tensor:
+    r"""A ``torch.sparse`` CSR tensor from entries already sorted by
+    ``row``."""
+    count = torch.bincount(row, minlength=num_rows)
+    crow = torch.cat([count.new_zeros(1), count.cumsum(0)])
+    with warnings.catch_warnings():  # "CSR support is in beta state"
+        warnings.simplefilter('ignore', UserWarning)
+        return torch.sparse_csr_tensor(crow, col, value, (num_rows, num_cols),
+                                       check_invariants=False)
+
+
+def transposed_csr(row: Tensor, col: Tensor, value: Tensor, num_rows: int,
+                   num_cols: int) -> Tensor:
+    r"""The CSR tensor of the transpose of the ``[num_rows, num_cols]``
+    matrix with entries ``value`` at distinct ``(row, col)`` (one sort)."""
+    perm = torch.argsort(col * num_rows + row)
+    return sorted_csr(col[perm], row[perm], value[perm], num_cols, num_rows)
+
+
 def cache_transpose(adj_t: Adj, adj: Optional[Adj] = None) -> Adj:
     r"""Stores on ``adj_t`` (a :class:`torch_sparse.SparseTensor` or a
     ``torch.sparse`` CSR tensor with constant values) CSR copies of itself and
