@@ -5,6 +5,13 @@ peak memory is per run.
 
     python benchmarks/suite.py --dataset tiktok --seeds 0 1 2 --out results/tiktok
     python benchmarks/suite.py --dataset synthetic --seeds 0 --epochs 2 --out /tmp/s
+    python benchmarks/suite.py ... --jobs 2 --threads 1   # two runs at a time
+
+``--jobs N`` runs N (model, seed) pairs at a time, each with ``--threads``
+intra-op threads (default: the CPU count divided by N), so a machine's cores
+are shared without oversubscription; seconds per epoch then describe that
+sharing, not a run alone (``benchmarks/epoch_time.py`` measures alone).
+Reused runs keep the figures of the invocation that trained them.
 
 Writes into ``--out``: ``runs/<model>-seed<s>/`` (each run's files),
 ``results.json`` (every run's metrics, epochs, seconds per epoch, training
@@ -13,6 +20,7 @@ time, peak memory, the commands, versions and machine), ``results.md``
 training wall time, one colour per model).
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import os.path as osp
@@ -45,10 +53,13 @@ def run_one(args, model: str, seed: int) -> Dict[str, Any]:
               file=sys.stderr)
     else:
         start = time.perf_counter()
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+                   MKL_NUM_THREADS=str(args.threads))
         proc = subprocess.run(cmd + (['--resume'] if resume else []),
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            sys.exit(f'{model} seed {seed} failed:\n{proc.stderr[-2000:]}')
+            raise RuntimeError(f'{model} seed {seed} failed (its files are '
+                               f'in {out}):\n{proc.stderr[-2000:]}')
         print(f'{model} seed {seed}: {time.perf_counter() - start:.0f} s',
               file=sys.stderr)
     with open(osp.join(out, 'metrics.json')) as f:
@@ -146,20 +157,36 @@ def main(argv=None):
                         help='cap on epochs (default: the preset, with early '
                         'stopping)')
     parser.add_argument('--critic', default=None,
-                        help="MMSSL critic ('dense' or 'lowrank')")
+                        choices=('dense', 'exact', 'lowrank'),
+                        help='MMSSL critic (default: the preset)')
     parser.add_argument('--device', default='auto')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs at a time (default: 1)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='threads per run (default: CPU count / jobs)')
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error('--jobs and --threads must be at least 1')
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
 
     from pyg_mmssl.io import atomic_write_json
 
     start = time.perf_counter()
-    runs = [run_one(args, model, seed) for model in args.models
-            for seed in args.seeds]
+    pairs = [(model, seed) for model in args.models for seed in args.seeds]
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, args, *pair) for pair in pairs]
+        errors = [f.exception() for f in futures if f.exception()]
+    if errors:  # after the other runs have finished or failed
+        sys.exit('\n'.join(str(e) for e in errors))
+    runs = [f.result() for f in futures]
     result = {
         'command': ' '.join([osp.basename(sys.argv[0])] + sys.argv[1:]),
         'date': time.strftime('%Y-%m-%d'),
         'suite_seconds': time.perf_counter() - start,
+        'jobs': args.jobs,
+        'threads': args.threads,
         'environment': environment(),
         'runs': runs,
     }
@@ -170,7 +197,8 @@ def main(argv=None):
         f.write(f"Test metrics at the best validation epoch, mean ± std over "
                 f"seeds {args.seeds}; {result['date']}, "
                 f"{result['environment']['platform']}, "
-                f"{result['environment']['cpu_count']} CPUs; "
+                f"{result['environment']['cpu_count']} CPUs, {args.jobs} "
+                f"run(s) at a time with {args.threads} thread(s) each; "
                 f"`{result['command']}`\n\n{table}\n")
     os.replace(tmp, osp.join(args.out, 'results.md'))
     plot(runs, args.models, osp.join(args.out, 'val_recall.png'))

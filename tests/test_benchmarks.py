@@ -25,10 +25,13 @@ def test_suite_smoke(suite, tmp_path):
     # 1 seed, 1 epoch on the tiny synthetic dataset: checks the files only.
     out = tmp_path / 'bench'
     suite.main(['--dataset', 'synthetic', '--seeds', '0', '--epochs', '1',
-                '--critic', 'lowrank', '--device', 'cpu', '--out', str(out)])
+                '--critic', 'lowrank', '--device', 'cpu', '--jobs', '2',
+                '--threads', '1', '--out', str(out)])
     result = json.loads((out / 'results.json').read_text())
+    # Two runs at a time, results still in (model, seed) order.
     assert [r['model'] for r in result['runs']] == ['lightgcn', 'mmgcn',
                                                     'mmssl']
+    assert result['jobs'] == 2 and result['threads'] == 1
     for run in result['runs']:
         assert run['epochs_run'] == 1 and run['peak_memory_mb'] > 0
         assert {'recall@20', 'ndcg@50', 'precision@10', 'hit@20'} <= set(
@@ -45,6 +48,16 @@ def test_suite_smoke(suite, tmp_path):
                 '--models', 'mmssl', '--device', 'cpu', '--out', str(out)])
     assert osp.getmtime(out / 'runs' / 'mmssl-seed0' /
                         'metrics.json') == mtime
+
+
+def test_suite_reports_a_failed_run(suite, tmp_path):
+    out = tmp_path / 'bench'
+    with pytest.raises(SystemExit, match='lightgcn seed 0 failed'):
+        suite.main(['--dataset', 'no-such-dataset', '--seeds', '0',
+                    '--models', 'lightgcn', '--device', 'cpu', '--out',
+                    str(out)])
+    with pytest.raises(SystemExit):
+        suite.main(['--jobs', '0', '--out', str(out)])
 
 
 @pytest.fixture
