@@ -61,6 +61,26 @@ def test_suite_reports_a_failed_run(suite, tmp_path):
 
 
 @pytest.fixture
+def epoch_time():
+    yield from bench('epoch_time')
+
+
+def test_epoch_time_relative_to_lightgcn(epoch_time, tmp_path):
+    path = tmp_path / 'epoch.json'
+    rows = epoch_time.main(['--dataset', 'synthetic', '--steps', '1',
+                            '--threads', '1', '--configs', 'lightgcn',
+                            'mmssl:lowrank', '--json', str(path)])
+    assert [r['config'] for r in rows] == ['lightgcn', 'mmssl:lowrank']
+    assert rows[0]['x_lightgcn'] == 1.0
+    assert rows[1]['x_lightgcn'] == pytest.approx(
+        rows[1]['seconds_per_epoch'] / rows[0]['seconds_per_epoch'])
+    assert all(r['peak_memory_mb'] > 0 and r['steps_timed'] == 1
+               for r in rows)
+    saved = json.loads(path.read_text())['results']
+    assert saved[1]['x_lightgcn'] == rows[1]['x_lightgcn']
+
+
+@pytest.fixture
 def scaling():
     yield from bench('scaling')
 
