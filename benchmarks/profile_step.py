@@ -3,13 +3,16 @@ forward pass, the critic update (real rows, critic loss, its backward and
 Adam step), the generator term, the learned-graph refresh, and the
 recommender's backward and optimiser step (``torch.profiler`` ranges that
 the model and trainer mark), averaged over ``--steps`` steps after one
-warm-up step.
+warm-up step. Also times the per-epoch work outside the steps: drawing
+one epoch of BPR batches, and one validation pass (forward + full ranking).
 
     python benchmarks/profile_step.py --dataset tiktok --steps 4
 
-Prints a Markdown table (ms per step); ``--json FILE`` also writes it.
+Prints Markdown tables (ms per step, ms per epoch); ``--json FILE`` also
+writes them.
 """
 import json
+import time
 
 from common import (RANGES, dataset_parser, dataset_worker, preset_trainer,
                     profiled_steps, save_json)
@@ -29,14 +32,24 @@ def worker(args):
     batches = iter(trainer.sampler)
     trainer.train_step(next(batches), {'step': 0})  # warm-up
     row = profiled_steps(trainer, batches, args.steps)
-    print(json.dumps({'critic': args.worker, 'ms': row}))
+    start = time.perf_counter()
+    for _ in trainer.sampler:  # one epoch of batches, nothing trained
+        pass
+    sampling = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.evaluate('val')
+    evaluation = time.perf_counter() - start
+    print(json.dumps({'critic': args.worker, 'ms': row,
+                      'steps_per_epoch': len(trainer.sampler),
+                      'epoch_ms': {'sampling': sampling * 1e3,
+                                   'evaluation': evaluation * 1e3}}))
 
 
-def main():
+def main(argv=None):
     parser = dataset_parser(__doc__, steps=4)
     parser.add_argument('--critics', nargs='+',
                         default=['dense', 'exact', 'lowrank'])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
     rows = [dataset_worker(__file__, args, critic) for critic in args.critics]
@@ -46,7 +59,14 @@ def main():
     for r in rows:
         print(f"| {r['critic']} | " +
               ' | '.join(f"{r['ms'][n]:.0f}" for n in names) + ' |')
+    print('\n| critic | steps x step | sampling | evaluation (val) |\n'
+          '|---|---|---|---|')
+    for r in rows:
+        e = r['epoch_ms']
+        print(f"| {r['critic']} | {r['steps_per_epoch'] * r['ms']['step']:.0f}"
+              f" | {e['sampling']:.0f} | {e['evaluation']:.0f} |")
     save_json(args, rows)
+    return rows
 
 
 if __name__ == '__main__':

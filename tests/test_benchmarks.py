@@ -81,6 +81,21 @@ def test_epoch_time_relative_to_lightgcn(epoch_time, tmp_path):
 
 
 @pytest.fixture
+def profile_step():
+    yield from bench('profile_step')
+
+
+def test_profile_step_ranges_and_epoch_work(profile_step):
+    (row, ) = profile_step.main(['--dataset', 'synthetic', '--steps', '1',
+                                 '--threads', '1', '--critics', 'lowrank'])
+    ms = row['ms']
+    assert ms['mmssl.forward'] > 0 and ms['mmssl.refresh'] > 0
+    assert ms['step'] >= ms['mmssl.forward'] + ms['step.backward']
+    assert row['epoch_ms']['sampling'] > 0
+    assert row['epoch_ms']['evaluation'] > 0
+
+
+@pytest.fixture
 def scaling():
     yield from bench('scaling')
 
