@@ -70,6 +70,8 @@ def _sort_by_target(edge_index: Tensor, edge_weight: Tensor,
     direction)."""
     src, dst = edge_index
     key = dst * size[0] + src
+    if size[0] * size[1] <= torch.iinfo(torch.int32).max:
+        key = key.int()  # same order; int32 sorts twice as fast as int64
     if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
         return dst, src, edge_weight
     perm = key.argsort()

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pyg_mmssl.ranking import Exclude, topk_chunks
+from pyg_mmssl.ranking import Exclude, pruned_topk
 
 
 def num_learned_edges(num_items: int, rate: float) -> int:
@@ -21,15 +21,15 @@ def topk_graph(user_emb: Tensor, item_emb: Tensor, k: int,
     r"""``[2, E]`` (user, item) edges: the top-``k`` items of
     :math:`\mathbf{p}_u^\top \mathbf{p}_i` for **every** user (or the given
     ``users``), excluded items never chosen, computed ``chunk_size`` users at
-    a time (memory ``chunk_size x I``, never ``U x I``). A user with fewer
-    than ``k`` admissible items keeps all of them."""
-    rows, cols = [], []
-    for users, top in topk_chunks(user_emb, item_emb, k, users, exclude,
-                                  chunk_size):
-        # Items in ascending order per user: the edges come out sorted by
-        # (user, item), so adjacency builders need not sort them again.
-        cols_sorted, perm = top.indices.sort(dim=1)
-        keep = torch.isfinite(top.values.gather(1, perm))
-        rows.append(users.view(-1, 1).expand_as(cols_sorted)[keep])
-        cols.append(cols_sorted[keep])
-    return torch.stack([torch.cat(rows), torch.cat(cols)])
+    a time (memory ``chunk_size x I``, never ``U x I``) by the exact
+    norm-pruned search of :func:`~pyg_mmssl.ranking.pruned_topk`. A user
+    with fewer than ``k`` admissible items keeps all of them."""
+    if users is None:
+        users = torch.arange(user_emb.size(0), device=user_emb.device)
+    values, index = pruned_topk(user_emb, item_emb, k, users, exclude,
+                                chunk_size)
+    # Items in ascending order per user: the edges come out sorted by
+    # (user, item), so adjacency builders need not sort them again.
+    cols, perm = index.sort(dim=1)
+    keep = torch.isfinite(values.gather(1, perm))
+    return torch.stack([users.view(-1, 1).expand_as(cols)[keep], cols[keep]])
