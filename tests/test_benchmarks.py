@@ -141,3 +141,20 @@ def test_preset_trainer_configs(common, tiny_data):
     assert model.refresh_every == 7 and model.gumbel is False
     with pytest.raises(SystemExit, match="mmssl has no option 'nope'"):
         common.preset_trainer('mmssl:nope=1', tiny_data, 'synthetic')
+
+
+@pytest.fixture
+def refresh():
+    yield from bench('refresh')
+
+
+def test_refresh_benchmark_agrees(refresh, tmp_path):
+    path = tmp_path / 'refresh.json'
+    rows = refresh.main(['--dataset', 'synthetic', '--repeats', '1',
+                         '--threads', '1', '--json', str(path)])
+    assert [r['embeddings'] for r in rows] == ['initial'] * len(rows)
+    assert len(rows) >= 2  # one per modality
+    for r in rows:
+        assert r['full_ms'] > 0 and r['pruned_ms'] > 0
+        assert r['same_scores'] == 1.0
+    assert json.loads(path.read_text())['results'] == rows
