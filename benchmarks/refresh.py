@@ -4,7 +4,8 @@ exact norm-pruned search the model uses (:func:`pyg_mmssl.ranking.
 pruned_topk`), for each modality, on the modality embeddings of a freshly
 initialised preset model and of each ``--checkpoint`` (a trained model; in
 eval mode, no dropout). Also reports how many users get the same top-k
-scores from both (the items may differ only where scores tie).
+scores, and the same items, from both (items may differ only where scores
+tie).
 
     python benchmarks/refresh.py --dataset tiktok
     python benchmarks/refresh.py --checkpoint results/tiktok/runs/mmssl-seed0/best.pt
@@ -45,15 +46,19 @@ def measure(name, model, repeats: int):
         def pruned():
             return pruned_topk(p_u, p_i, k, None, exclude, model.chunk_size)
 
-        ref = torch.cat([top.values for top in full()])
-        values, _ = pruned()
+        tops = full()
+        ref = torch.cat([top.values for top in tops])
+        ref_items = torch.cat([top.indices for top in tops]).sort(1).values
+        values, items = pruned()
         same = torch.isclose(values, ref, rtol=1e-5, atol=0).all(1)
+        same_items = (items.sort(1).values == ref_items).all(1)
         rows.append({
             'embeddings': name, 'modality': m, 'users': p_u.size(0),
             'items': p_i.size(0), 'k': k,
             'full_ms': best_of(full, repeats),
             'pruned_ms': best_of(pruned, repeats),
             'same_scores': same.float().mean().item(),
+            'same_items': same_items.float().mean().item(),
         })
     return rows
 
@@ -84,11 +89,13 @@ def main(argv=None):
         rows += measure(path, model, args.repeats)
 
     print('| embeddings | modality | full top-k ms | pruned ms | speed-up | '
-          'users with equal scores |\n|---|---|---|---|---|---|')
+          'users with equal scores | users with the same items |\n'
+          '|---|---|---|---|---|---|---|')
     for r in rows:
         print(f"| {r['embeddings']} | {r['modality']} | {r['full_ms']:.0f} | "
               f"{r['pruned_ms']:.0f} | {r['full_ms'] / r['pruned_ms']:.1f}x"
-              f" | {100 * r['same_scores']:.2f}% |")
+              f" | {100 * r['same_scores']:.2f}% | "
+              f"{100 * r['same_items']:.2f}% |")
     save_json(args, rows)
     return rows
 
