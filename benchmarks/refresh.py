@@ -16,12 +16,20 @@ import argparse
 import time
 
 
-def best_of(fn, repeats: int) -> float:
+def best_of(fn, repeats: int, device) -> float:
+    import torch
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return min(times) * 1e3
 
@@ -55,8 +63,8 @@ def measure(name, model, repeats: int):
         rows.append({
             'embeddings': name, 'modality': m, 'users': p_u.size(0),
             'items': p_i.size(0), 'k': k,
-            'full_ms': best_of(full, repeats),
-            'pruned_ms': best_of(pruned, repeats),
+            'full_ms': best_of(full, repeats, p_u.device),
+            'pruned_ms': best_of(pruned, repeats, p_u.device),
             'same_scores': same.float().mean().item(),
             'same_items': same_items.float().mean().item(),
         })
@@ -70,6 +78,7 @@ def main(argv=None):
     parser.add_argument('--checkpoint', nargs='*', default=[])
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', default=None)
     args = parser.parse_args(argv)
 
@@ -82,10 +91,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_dataset(args.dataset, args.root)
-    model = preset_trainer('mmssl', data, args.dataset).model
+    model = preset_trainer('mmssl', data, args.dataset, args.device).model
     rows = measure('initial', model, args.repeats)
     for path in args.checkpoint:
-        _, _, model = load_checkpoint(path, args.root, 'cpu')
+        _, _, model = load_checkpoint(path, args.root, args.device)
         rows += measure(path, model, args.repeats)
 
     print('| embeddings | modality | full top-k ms | pruned ms | speed-up | '
