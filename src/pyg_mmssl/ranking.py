@@ -97,7 +97,7 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
     bound is loosened by the relative ``slack`` against rounding in the
     products. Products: between :math:`n_0 / I` and one times those of
     :func:`topk_chunks`, fewest when scores grow with the item norms
-    (MMSSL's modality embeddings on TikTok: 1.7-6.6x less time; random
+    (MMSSL's modality embeddings on TikTok: 1.6-6.8x less time; random
     features: about the time of the full ranking). Memory:
     ``chunk_size x I`` scores per chunk plus the ``[len(users), k]``
     output. If a user has fewer than ``k`` admissible items, its trailing
