@@ -17,13 +17,14 @@ import time
 
 
 def best_of(fn, repeats: int, device) -> float:
+    r"""Fastest of ``repeats`` calls of ``fn``, in ms (the caller has run it
+    once already, as a warm-up)."""
     import torch
 
     def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
 
-    fn()  # warm-up
     times = []
     for _ in range(repeats):
         sync()
@@ -54,7 +55,7 @@ def measure(name, model, repeats: int):
         def pruned():
             return pruned_topk(p_u, p_i, k, None, exclude, model.chunk_size)
 
-        tops = full()
+        tops = full()  # also the warm-up of both for best_of
         ref = torch.cat([top.values for top in tops])
         ref_items = torch.cat([top.indices for top in tops]).sort(1).values
         values, items = pruned()

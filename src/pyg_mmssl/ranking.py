@@ -34,6 +34,16 @@ def csr_rows(csr: CSR, rows: Tensor) -> Tuple[Tensor, Tensor]:
     return local, col[start[local] + offset]
 
 
+def _mask_range(scores: Tensor, rows: Tensor, patterns: List[CSR], lo: int,
+                hi: int):
+    r"""Sets ``scores[b, c - lo]`` to :math:`-\infty` for every excluded
+    ``c`` in ``[lo, hi)`` of row ``rows[b]`` (in place)."""
+    for pattern in patterns:
+        local, col = csr_rows(pattern, rows)
+        keep = (col >= lo) & (col < hi)
+        scores[local[keep], col[keep] - lo] = float('-inf')
+
+
 def masked_topk(scores: Tensor, k: int, rows: Tensor,
                 exclude: Exclude = None):
     r"""Top-``k`` ``(values, indices)`` of each row of ``scores`` (a
@@ -43,9 +53,7 @@ def masked_topk(scores: Tensor, k: int, rows: Tensor,
     admissible items, the trailing slots hold excluded items with score
     :math:`-\infty` (``scores`` is modified in place). ``exclude`` is one
     CSR pattern or a list of them."""
-    for pattern in as_patterns(exclude):
-        local, col = csr_rows(pattern, rows)
-        scores[local, col] = float('-inf')
+    _mask_range(scores, rows, as_patterns(exclude), 0, scores.size(1))
     k = min(k, scores.size(1))
     return scores.topk(k, dim=1)
 
@@ -62,16 +70,6 @@ def topk_chunks(user_emb: Tensor, item_emb: Tensor, k: int,
         rows = users[start:start + chunk_size]
         scores = user_emb[rows] @ item_emb.t()
         yield rows, masked_topk(scores, k, rows, exclude)
-
-
-def _mask_range(scores: Tensor, rows: Tensor, patterns: List[CSR], lo: int,
-                hi: int):
-    r"""Sets ``scores[b, c - lo]`` to :math:`-\infty` for every excluded
-    ``c`` in ``[lo, hi)`` of row ``rows[b]`` (in place)."""
-    for pattern in patterns:
-        local, col = csr_rows(pattern, rows)
-        keep = (col >= lo) & (col < hi)
-        scores[local[keep], col[keep] - lo] = float('-inf')
 
 
 @torch.no_grad()
