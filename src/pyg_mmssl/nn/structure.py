@@ -31,5 +31,8 @@ def topk_graph(user_emb: Tensor, item_emb: Tensor, k: int,
     # Items in ascending order per user: the edges come out sorted by
     # (user, item), so adjacency builders need not sort them again.
     cols, perm = index.sort(dim=1)
+    rows = users.view(-1, 1).expand_as(cols)
+    if bool(torch.isfinite(values[:, -1]).all()):  # k items for every user
+        return torch.stack([rows.reshape(-1), cols.view(-1)])
     keep = torch.isfinite(values.gather(1, perm))
-    return torch.stack([users.view(-1, 1).expand_as(cols)[keep], cols[keep]])
+    return torch.stack([rows[keep], cols[keep]])
