@@ -68,22 +68,10 @@ class CriticRows(NamedTuple):
         norm = self.sq_norm().clamp_min(eps * eps).sqrt()
         return self.scale(1 / norm)
 
-    def matmul_t(self, weight: Tensor,
-                 weight_t: Optional[Tensor] = None) -> Tensor:
+    def matmul_t(self, weight: Tensor) -> Tensor:
         r""":math:`\mathbf{X} \mathbf{W}^\top` for ``weight``
-        :math:`\mathbf{W}` ``[w, I]``: :math:`\mathbf{L} (\mathbf{W}
-        \mathbf{R})^\top` plus a sparse-dense product
-        (:func:`sparse_matmul`) with ``weight_t``, a contiguous
-        :math:`\mathbf{W}^\top` (made here if not given; pass it to share
-        one copy between several row sets)."""
-        if weight_t is None:
-            weight_t = weight.t().contiguous()
-        out = self.left @ (weight @ self.right).t()
-        out = out + sparse_matmul(self.row, self.col, self.value, weight_t,
-                                  self.num_rows)
-        if self.dense is not None:
-            out = out + self.dense @ weight.t()
-        return out
+        :math:`\mathbf{W}` ``[w, I]`` (:func:`rows_matmul_t`)."""
+        return rows_matmul_t([self], weight)
 
     def to_dense(self) -> Tensor:
         r"""The rows as a dense ``[B, I]`` tensor (for tests)."""
@@ -174,6 +162,34 @@ def sparse_matmul(row: Tensor, col: Tensor, value: Tensor, other: Tensor,
     at the positions (:func:`_sampled_products`)."""
     # Contiguous rows of ``other``: what both CSR products read.
     return SparseMatmul.apply(row, col, value, other.contiguous(), num_rows)
+
+
+def rows_matmul_t(rows: Sequence[CriticRows], weight: Tensor) -> Tensor:
+    r"""The row sets :math:`\mathbf{X}_j = \mathbf{L}_j \mathbf{R}_j^\top +
+    \mathbf{S}_j (+ \mathbf{D}_j)` stacked, times :math:`\mathbf{W}^\top`
+    for ``weight`` :math:`\mathbf{W}` ``[w, I]``: :math:`\mathbf{L}_j
+    \mathbf{P}_j^\top` with :math:`[\mathbf{P}_1 \cdots \mathbf{P}_m] =
+    \mathbf{W} [\mathbf{R}_1 \cdots \mathbf{R}_m]` (one product), plus one
+    sparse-dense product of all the sparse parts stacked
+    (:func:`sparse_matmul`), plus the dense parts. One product of each kind
+    means one ``[w, I]`` gradient of each kind for :math:`\mathbf{W}`, not
+    one per row set."""
+    proj = weight @ torch.cat([r.right for r in rows], dim=1)
+    proj = proj.split([r.right.size(1) for r in rows], dim=1)
+    out = torch.cat([r.left @ p.t() for r, p in zip(rows, proj)])
+    offsets = [0]
+    for r in rows[:-1]:
+        offsets.append(offsets[-1] + r.num_rows)
+    out = out + sparse_matmul(
+        torch.cat([r.row + offset for r, offset in zip(rows, offsets)]),
+        torch.cat([r.col for r in rows]), torch.cat([r.value for r in rows]),
+        weight.t(), out.size(0))
+    if all(r.dense is None for r in rows):
+        return out
+    dense = torch.cat([out.new_zeros(r.num_rows, weight.size(0))
+                       if r.dense is None else r.dense @ weight.t()
+                       for r in rows])
+    return out + dense
 
 
 def masked_score_rows(left: Tensor, right: Tensor, row: Tensor,
@@ -278,11 +294,8 @@ class Discriminator(torch.nn.Module):
         :class:`CriticRows`, or of a list of them (concatenated)."""
         if isinstance(x, Tensor):
             return self.input(x)
-        weight = self.input.weight
-        weight_t = weight.t().contiguous()  # one copy for all row sets
-        if isinstance(x, CriticRows):
-            return x.matmul_t(weight, weight_t)
-        return torch.cat([rows.matmul_t(weight, weight_t) for rows in x])
+        rows = [x] if isinstance(x, CriticRows) else list(x)
+        return rows_matmul_t(rows, self.input.weight)
 
     def forward(self, x: Rows) -> Tensor:
         return self.head(self.first_layer(x)).view(-1)
