@@ -9,6 +9,7 @@ computed without forming them (:class:`CriticRows`).
 """
 import math
 from contextlib import contextmanager
+from itertools import accumulate
 from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -177,9 +178,7 @@ def rows_matmul_t(rows: Sequence[CriticRows], weight: Tensor) -> Tensor:
     proj = weight @ torch.cat([r.right for r in rows], dim=1)
     proj = proj.split([r.right.size(1) for r in rows], dim=1)
     out = torch.cat([r.left @ p.t() for r, p in zip(rows, proj)])
-    offsets = [0]
-    for r in rows[:-1]:
-        offsets.append(offsets[-1] + r.num_rows)
+    offsets = accumulate([r.num_rows for r in rows], initial=0)
     out = out + sparse_matmul(
         torch.cat([r.row + offset for r, offset in zip(rows, offsets)]),
         torch.cat([r.col for r in rows]), torch.cat([r.value for r in rows]),
