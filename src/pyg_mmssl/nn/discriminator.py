@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from pyg_mmssl.nn.dropout import Dropout
 from pyg_mmssl.nn.spmm import sorted_csr, transposed_csr
 
 CRITICS = ('dense', 'exact', 'lowrank')
@@ -274,9 +275,9 @@ class Discriminator(torch.nn.Module):
         # would be cancelled (zero gradient).
         self.input = Linear(num_items, h1, bias=False)
         self.head = torch.nn.Sequential(
-            torch.nn.BatchNorm1d(h1), act, torch.nn.Dropout(dropout[0]),
+            torch.nn.BatchNorm1d(h1), act, Dropout(dropout[0]),
             Linear(h1, h2, bias=False), torch.nn.BatchNorm1d(h2), act,
-            torch.nn.Dropout(dropout[1]), Linear(h2, 1))
+            Dropout(dropout[1]), Linear(h2, 1))
 
     @property
     def factorised(self) -> bool:

@@ -15,6 +15,7 @@ from pyg_mmssl.nn.conv import MMSSLConv
 from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator,
                                         gumbel_noise, gumbel_softmax_is_sparse,
                                         masked_score_rows)
+from pyg_mmssl.nn.dropout import Dropout
 from pyg_mmssl.nn.losses import bpr_loss, info_nce, l2_reg
 from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
                                       Recommender)
@@ -190,7 +191,7 @@ class MMSSL(Recommender):
             torch.nn.Linear(x.size(1), embedding_dim)
             for x in modality_features.values()
         ])
-        self.dropout = torch.nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
         self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
         self.attention = ModalityAttention(embedding_dim, heads) \
