@@ -122,12 +122,28 @@ def _fused(optimizer_cls, params, **kwargs) -> torch.optim.Optimizer:
     r"""``optimizer_cls(params, **kwargs)``, with the fused kernel where the
     parameters' device has one (on this project's CPU, one Adam step of the
     ``exact`` critic's 1,677 x 6,710 weight: 12 ms fused, 61 ms default),
-    else the default implementation."""
+    else the default implementation. (torch 2.13's CPU kernel reads a
+    parameter, its gradient and its state as flat memory, so they must share
+    one layout: autograd's gradient accumulation makes sure of that.)"""
     params = list(params)
     try:
         return optimizer_cls(params, fused=True, **kwargs)
     except RuntimeError:
         return optimizer_cls(params, **kwargs)
+
+
+def _match_state_shapes(optimizer: torch.optim.Optimizer):
+    r"""Transposes optimiser state that a checkpoint holds as the transpose
+    of its parameter (the critic's first-layer state, written before that
+    layer stored :math:`\mathbf{W}_1^\top`)."""
+    for group in optimizer.param_groups:
+        for param in group['params']:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if (torch.is_tensor(value) and value.dim() == 2
+                        and value.shape != param.shape
+                        and value.shape == param.shape[::-1]):
+                    state[key] = value.t().contiguous()
 
 
 class Trainer:
@@ -281,6 +297,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt['optimizer'])
             if self.d_optimizer is not None:
                 self.d_optimizer.load_state_dict(ckpt['d_optimizer'])
+                _match_state_shapes(self.d_optimizer)
             state = ckpt['state']
             _set_rng_state(ckpt['rng'], self.sampler)
             best = self._path('best.pt')

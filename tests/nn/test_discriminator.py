@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator,
+from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator, InputLayer,
                                         gumbel_noise, gumbel_softmax_is_sparse,
                                         input_grad_sq_norm, masked_score_rows,
                                         sampled_products, sparse_matmul)
@@ -112,6 +112,23 @@ def test_exact_critic_matches_dense(dense_real):
         assert torch.allclose(s1[n].double(), s2[n].double()), n
     for a, b in zip(gg1, gg2):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_input_layer_layout_and_linear_compat():
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(I, 7, bias=False)
+    torch.manual_seed(3)
+    layer = InputLayer(I, 7)
+    assert layer.weight_t.shape == (I, 7) and layer.weight_t.is_contiguous()
+    assert torch.equal(layer.weight, linear.weight)  # same initial values
+    x = torch.randn(3, I)
+    assert torch.allclose(layer(x), linear(x))
+    # A checkpoint of the torch.nn.Linear layout loads.
+    other = InputLayer(I, 7)
+    other.load_state_dict(linear.state_dict())
+    assert torch.equal(other.weight, linear.weight)
+    assert other.weight_t.is_contiguous()
+    assert repr(layer) == f'InputLayer({I}, 7)'
 
 
 def test_lowrank_critic_reads_critic_rows():

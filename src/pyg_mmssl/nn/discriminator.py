@@ -213,6 +213,49 @@ def input_grad_sq_norm(delta: Tensor, weight: Tensor) -> Tensor:
     return (delta @ weight).pow(2).sum(-1)
 
 
+class InputLayer(torch.nn.Module):
+    r"""The critic's :math:`I`-wide first layer :math:`\mathbf{x}
+    \mapsto \mathbf{x} \mathbf{W}_1^\top`, without bias (batch norm
+    follows; a bias would get zero gradient), initialised as
+    :class:`torch.nn.Linear`. The parameter is :math:`\mathbf{W}_1^\top`
+    ``[in, out]`` (:obj:`weight_t`): the sparse products read its rows, and
+    its gradients and optimiser state then all share that layout, so a step
+    makes no ``[in, out]`` copies. :obj:`weight` is the ``[out, in]`` view.
+    Loads checkpoints that hold ``weight`` ``[out, in]``."""
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight_t = torch.nn.Parameter(
+            torch.empty(in_channels, out_channels))
+        self.reset_parameters()
+
+    @property
+    def weight(self) -> Tensor:
+        return self.weight_t.t()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        # Drawn in torch.nn.Linear's order: the same values for a seed.
+        weight = torch.empty(self.out_channels, self.in_channels,
+                             device=self.weight_t.device,
+                             dtype=self.weight_t.dtype)
+        torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        self.weight_t.copy_(weight.t())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weight_t
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + 'weight' in state_dict:  # torch.nn.Linear's layout
+            state_dict[prefix + 'weight_t'] = \
+                state_dict.pop(prefix + 'weight').t()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels})')
+
+
 class Discriminator(torch.nn.Module):
     r"""MMSSL's critic over users' preference distributions across all
     :math:`I` items, an MLP :math:`I \to I/4 \to I/8 \to 1` with batch
@@ -271,9 +314,9 @@ class Discriminator(torch.nn.Module):
             h1, h2 = max(num_items // 4, 1), max(num_items // 8, 1)
         Linear = torch.nn.Linear
         act = torch.nn.LeakyReLU(negative_slope)
-        # ``input`` is the only I-wide layer. No bias before batch norm: it
-        # would be cancelled (zero gradient).
-        self.input = Linear(num_items, h1, bias=False)
+        # ``input`` is the only I-wide layer; no bias before batch norm
+        # (it would get zero gradient).
+        self.input = InputLayer(num_items, h1)
         self.head = torch.nn.Sequential(
             torch.nn.BatchNorm1d(h1), act, Dropout(dropout[0]),
             Linear(h1, h2, bias=False), torch.nn.BatchNorm1d(h2), act,
