@@ -60,6 +60,14 @@ def test_pruned_topk_equals_full_ranking(dtype, subset):
     users = torch.arange(40) if users is None else users
     untied = finite & (users != 1).view(-1, 1)
     assert torch.equal(index[untied], ref_index[untied])
+    # Unordered: the same (value, item) pairs per user.
+    values_u, index_u = pruned_topk(user_emb, item_emb, k, users, exclude,
+                                    chunk_size=6, sorted=False)
+    order = values_u.argsort(dim=1, descending=True, stable=True)
+    torch.testing.assert_close(values_u.gather(1, order), ref_values,
+                               rtol=1e-6, atol=0)
+    items = index_u.gather(1, order)
+    assert torch.equal(items[untied], ref_index[untied])
 
 
 def test_pruned_topk_never_returns_excluded_items():

@@ -76,7 +76,8 @@ def topk_chunks(user_emb: Tensor, item_emb: Tensor, k: int,
 def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
                 users: Optional[Tensor] = None, exclude: Exclude = None,
                 chunk_size: int = 1024, prefix: float = 0.125,
-                slack: float = 1e-4) -> Tuple[Tensor, Tensor]:
+                slack: float = 1e-4,
+                sorted: bool = True) -> Tuple[Tensor, Tensor]:
     r"""Top-``k`` ``(values, indices)``, each ``[len(users), k]``, of
     :math:`\mathbf{e}_u^\top \mathbf{e}_i` for every user (or the given
     ``users``), excluded items never chosen: what :func:`topk_chunks` gives
@@ -99,7 +100,9 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
     features: about the time of the full ranking). Memory:
     ``chunk_size x I`` scores per chunk plus the ``[len(users), k]``
     output. If a user has fewer than ``k`` admissible items, its trailing
-    slots hold :math:`-\infty`."""
+    slots hold :math:`-\infty`. With ``sorted=False`` each user's ``k``
+    results come in no particular order (as :meth:`torch.Tensor.topk`;
+    faster: on TikTok ``8189 x 839`` scores, 47 instead of 59 ms)."""
     device = user_emb.device
     num_items = item_emb.size(0)
     if users is None:
@@ -121,10 +124,10 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
         scores = user_emb[rows] @ item_sorted[:n0].t()
         _mask_range(scores, rows, patterns, 0, n0)
         values[start:start + step], index[start:start + step] = \
-            scores.topk(k, dim=1)
+            scores.topk(k, dim=1, sorted=sorted)
 
     # n_u: how many items (in norm order) reach the user's bound.
-    tau = values[:, -1]
+    tau = values[:, -1] if sorted else values.min(dim=1).values
     bound = tau / user_emb[users].norm(dim=1) * (1 - slack)
     need = torch.searchsorted(-item_norm, -bound.contiguous(), right=True)
     need[~(tau > 0)] = num_items
@@ -138,8 +141,9 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
         rows = users[local]
         scores = user_emb[rows] @ item_sorted[n0:hi].t()
         _mask_range(scores, rows, patterns, n0, hi)
-        new = scores.topk(min(k, hi - n0), dim=1)  # merged with phase 1's
-        top = torch.cat([values[local], new.values], dim=1).topk(k, dim=1)
+        new = scores.topk(min(k, hi - n0), dim=1, sorted=False)
+        top = torch.cat([values[local], new.values], dim=1).topk(
+            k, dim=1, sorted=sorted)  # merged with phase 1's
         values[local] = top.values
         index[local] = torch.cat([index[local], new.indices + n0],
                                  dim=1).gather(1, top.indices)

@@ -27,12 +27,12 @@ def topk_graph(user_emb: Tensor, item_emb: Tensor, k: int,
     if users is None:
         users = torch.arange(user_emb.size(0), device=user_emb.device)
     values, index = pruned_topk(user_emb, item_emb, k, users, exclude,
-                                chunk_size)
+                                chunk_size, sorted=False)
     # Items in ascending order per user: the edges come out sorted by
     # (user, item), so adjacency builders need not sort them again.
     cols, perm = index.sort(dim=1)
     rows = users.view(-1, 1).expand_as(cols)
-    if bool(torch.isfinite(values[:, -1]).all()):  # k items for every user
+    if bool(torch.isfinite(values).all()):  # k items for every user
         return torch.stack([rows.reshape(-1), cols.view(-1)])
     keep = torch.isfinite(values.gather(1, perm))
     return torch.stack([rows[keep], cols[keep]])
