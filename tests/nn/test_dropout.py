@@ -44,3 +44,5 @@ def test_dropout_identity_and_edges():
     module = Dropout(0.5).eval()
     assert module(x) is x
     assert module.train()(torch.ones(100, 100)).eq(0).any()
+    with pytest.raises(ValueError, match='in-place'):
+        Dropout(0.5, inplace=True)

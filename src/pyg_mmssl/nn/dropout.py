@@ -33,6 +33,12 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
 
 
 class Dropout(torch.nn.Dropout):
-    r""":class:`torch.nn.Dropout` through :func:`dropout`."""
+    r""":class:`torch.nn.Dropout` through :func:`dropout` (out of place
+    only)."""
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        if inplace:
+            raise ValueError("pyg_mmssl.nn.dropout.Dropout has no in-place mode")
+        super().__init__(p)
+
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training)
