@@ -1,9 +1,10 @@
-r"""Dropout whose CPU mask costs a third of :func:`torch.nn.functional.dropout`'s.
+r"""Dropout whose CPU mask costs a third of
+:func:`torch.nn.functional.dropout`'s.
 
 On CPU, torch draws one number from its Mersenne Twister per element for
 :func:`torch.nn.functional.dropout` (``bernoulli_``). Here one 64-bit draw
 yields the mask of two elements: each element keeps its value when a uniform
-32-bit integer is at least :math:`\lfloor p \, 2^{32} \rceil`, so the drop
+32-bit integer is at least :math:`\mathrm{round}(p \, 2^{32})`, so the drop
 probability is :math:`p` to within :math:`2^{-33}`. Forward and backward of
 a ``[814, 1677]`` tensor take 9 ms instead of 28 on this project's 2-core
 CPU. Other devices use :func:`torch.nn.functional.dropout` (fused there).
@@ -37,7 +38,8 @@ class Dropout(torch.nn.Dropout):
     only)."""
     def __init__(self, p: float = 0.5, inplace: bool = False):
         if inplace:
-            raise ValueError("pyg_mmssl.nn.dropout.Dropout has no in-place mode")
+            raise ValueError("pyg_mmssl.nn.dropout.Dropout has no in-place "
+                             "mode")
         super().__init__(p)
 
     def forward(self, x: Tensor) -> Tensor:
