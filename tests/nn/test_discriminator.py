@@ -5,7 +5,8 @@ import torch.nn.functional as F
 from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator, InputLayer,
                                         gumbel_noise, gumbel_softmax_is_sparse,
                                         input_grad_sq_norm, masked_score_rows,
-                                        sampled_products, sparse_matmul)
+                                        rows_matmul_t, sampled_products,
+                                        sparse_matmul)
 
 B, I, D = 6, 40, 5
 
@@ -45,6 +46,25 @@ def test_critic_rows_match_their_dense_form(dense):
     assert torch.allclose(rows.normalize().to_dense(), F.normalize(x, dim=-1))
     w = torch.randn(7, I, generator=gen, dtype=torch.double)
     assert torch.allclose(rows.matmul_t(w), x @ w.t())
+
+
+def test_rows_matmul_t_of_mixed_row_sets():
+    # Row sets with and without a dense part, stacked in one product each.
+    gen = torch.Generator().manual_seed(4)
+    sets = [random_rows(gen, dense, grad=True)
+            for dense in (False, True, False, True)]
+    w = torch.randn(7, I, generator=gen, dtype=torch.double,
+                    requires_grad=True)
+    out = rows_matmul_t(sets, w)
+    expected = torch.cat([r.to_dense() for r in sets]) @ w.t()
+    assert torch.allclose(out, expected)
+    grad = torch.randn_like(out)
+    inputs = [w] + [t for r in sets for t in (r.left, r.right, r.value,
+                                             r.dense) if t is not None]
+    got = torch.autograd.grad(out, inputs, grad)
+    want = torch.autograd.grad(expected, inputs, grad)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b)
 
 
 def test_masked_score_rows_is_the_generated_distribution():

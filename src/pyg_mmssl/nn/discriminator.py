@@ -173,23 +173,29 @@ def rows_matmul_t(rows: Sequence[CriticRows], weight: Tensor) -> Tensor:
     \mathbf{P}_j^\top` with :math:`[\mathbf{P}_1 \cdots \mathbf{P}_m] =
     \mathbf{W} [\mathbf{R}_1 \cdots \mathbf{R}_m]` (one product), plus one
     sparse-dense product of all the sparse parts stacked
-    (:func:`sparse_matmul`), plus the dense parts. One product of each kind
-    means one ``[w, I]`` gradient of each kind for :math:`\mathbf{W}`, not
-    one per row set."""
+    (:func:`sparse_matmul`), plus one product of the dense parts stacked
+    (only the sets that have one). One product of each kind means one
+    ``[w, I]`` gradient of each kind for :math:`\mathbf{W}`, not one per row
+    set."""
     proj = weight @ torch.cat([r.right for r in rows], dim=1)
     proj = proj.split([r.right.size(1) for r in rows], dim=1)
     out = torch.cat([r.left @ p.t() for r, p in zip(rows, proj)])
-    offsets = accumulate([r.num_rows for r in rows], initial=0)
+    offsets = list(accumulate([r.num_rows for r in rows], initial=0))
     out = out + sparse_matmul(
         torch.cat([r.row + offset for r, offset in zip(rows, offsets)]),
         torch.cat([r.col for r in rows]), torch.cat([r.value for r in rows]),
         weight.t(), out.size(0))
-    if all(r.dense is None for r in rows):
+    dense = [(offset, r.dense) for r, offset in zip(rows, offsets)
+             if r.dense is not None]
+    if not dense:
         return out
-    dense = torch.cat([out.new_zeros(r.num_rows, weight.size(0))
-                       if r.dense is None else r.dense @ weight.t()
-                       for r in rows])
-    return out + dense
+    # The dense parts stacked, one product, added to their sets' rows.
+    index = torch.cat([
+        torch.arange(offset, offset + d.size(0), device=out.device)
+        for offset, d in dense
+    ])
+    return out.index_add(0, index,
+                         torch.cat([d for _, d in dense]) @ weight.t())
 
 
 def masked_score_rows(left: Tensor, right: Tensor, row: Tensor,
