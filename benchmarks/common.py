@@ -4,6 +4,7 @@ string, one fresh process per measurement, and step timing by the
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from typing import Dict, List
@@ -107,3 +108,10 @@ def run_worker(script: str, args: List[str]) -> dict:
     if out.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mean_std(values: List[float]) -> str:
+    r"""``mean ± sample std`` to 4 decimals (one value alone, none empty)."""
+    if len(values) <= 1:
+        return f'{values[0]:.4f}' if values else ''
+    return f'{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}'

@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Any, Dict, List
 
+from common import mean_std
+
 MODELS = ('lightgcn', 'mmgcn', 'mmssl')
 KS = (10, 20, 50)
 METRICS = ('recall', 'ndcg', 'precision', 'hit')
@@ -99,11 +101,6 @@ def environment() -> Dict[str, Any]:
                  if torch.cuda.is_available() else None),
     }
 
-
-def mean_std(values: List[float]) -> str:
-    if len(values) == 1:
-        return f'{values[0]:.4f}'
-    return f'{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}'
 
 
 def markdown(runs: List[Dict[str, Any]], models) -> str:

@@ -158,3 +158,49 @@ def test_refresh_benchmark_agrees(refresh, tmp_path):
         assert r['full_ms'] > 0 and r['pruned_ms'] > 0
         assert r['same_scores'] == 1.0 and 0 < r['same_items'] <= 1
     assert json.loads(path.read_text())['results'] == rows
+
+
+@pytest.fixture
+def compare():
+    yield from bench('compare')
+
+
+def fake_run(root, seed, val, test_recall=None, best_epoch=1):
+    run = root / 'runs' / f'mmssl-seed{seed}'
+    run.mkdir(parents=True)
+    history = [{'epoch': i + 1, 'val': {'recall@20': v}}
+               for i, v in enumerate(val)]
+    (run / 'history.json').write_text(json.dumps(history))
+    if test_recall is not None:
+        (run / 'metrics.json').write_text(json.dumps({
+            'best_epoch': best_epoch, 'epochs_run': len(val),
+            'val': {'recall@20': max(val)},
+            'test': {'recall@20': test_recall, 'ndcg@20': test_recall / 2},
+        }))
+
+
+def test_compare_suites(compare, tmp_path):
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    fake_run(a, 0, [0.1, 0.2, 0.3], test_recall=0.08, best_epoch=3)
+    fake_run(a, 1, [0.3, 0.1, 0.2], test_recall=0.10, best_epoch=1)
+    fake_run(b, 0, [0.2, 0.2, 0.5, 0.1], test_recall=0.0846, best_epoch=3)
+    fake_run(b, 2, [0.4, 0.6, 0.5])  # still training: no metrics.json
+    (b / 'runs' / 'lightgcn-seed0').mkdir()  # another model: ignored
+    text = compare.main([str(a), str(b), '--labels', 'lowrank', 'exact',
+                         '--block', '2'])
+    rows = [line for line in text.splitlines() if line.startswith('| ')]
+    # Mean ± sample std of 0.08 and 0.10; -6.0% = (0.0846 - 0.09) / 0.09.
+    assert rows[1] == ('| lowrank | 2 (0, 1) | 0.0900 ± 0.0141 | 0.0450 ± '
+                       '0.0071 |  | 0.3000 ± 0.0000 | 2 | 3 |')
+    assert rows[2] == ('| exact | 1 (0) | 0.0846 | 0.0423 | -6.0% | 0.5000 '
+                       '| 3 | 4 |')
+    assert rows[3] == ('| epochs | lowrank s0 | lowrank s1 | exact s0 | '
+                       'exact s2 |')
+    assert rows[4] == '| 1-2 | 0.1500 | 0.2000 | 0.2000 | 0.5000 |'
+    # Epoch 4 exists only for exact s0; the others reach 1 of the 2 epochs.
+    assert rows[5] == ('| 3-4 | 0.3000 (1) | 0.2000 (1) | 0.3000 | '
+                       '0.5000 (1) |')
+    with pytest.raises(SystemExit, match='no .mmssl. runs'):
+        compare.main([str(tmp_path / 'empty')])
+    with pytest.raises(SystemExit):
+        compare.main([str(a), str(b), '--labels', 'x', 'x'])
