@@ -161,8 +161,8 @@ def test_refresh_benchmark_agrees(refresh, tmp_path):
 
 
 @pytest.fixture
-def compare():
-    yield from bench('compare')
+def compare_suites():
+    yield from bench('compare_suites')
 
 
 def fake_run(root, seed, val, test_recall=None, best_epoch=1):
@@ -179,14 +179,14 @@ def fake_run(root, seed, val, test_recall=None, best_epoch=1):
         }))
 
 
-def test_compare_suites(compare, tmp_path):
+def test_compare_suites(compare_suites, tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
     fake_run(a, 0, [0.1, 0.2, 0.3], test_recall=0.08, best_epoch=3)
     fake_run(a, 1, [0.3, 0.1, 0.2], test_recall=0.10, best_epoch=1)
     fake_run(b, 0, [0.2, 0.2, 0.5, 0.1], test_recall=0.0846, best_epoch=3)
     fake_run(b, 2, [0.4, 0.6, 0.5])  # still training: no metrics.json
     (b / 'runs' / 'lightgcn-seed0').mkdir()  # another model: ignored
-    text = compare.main([str(a), str(b), '--labels', 'lowrank', 'exact',
+    text = compare_suites.main([str(a), str(b), '--labels', 'lowrank', 'exact',
                          '--block', '2'])
     rows = [line for line in text.splitlines() if line.startswith('| ')]
     # Mean ± sample std of 0.08 and 0.10; -6.0% = (0.0846 - 0.09) / 0.09.
@@ -201,6 +201,6 @@ def test_compare_suites(compare, tmp_path):
     assert rows[5] == ('| 3-4 | 0.3000 (1) | 0.2000 (1) | 0.3000 | '
                        '0.5000 (1) |')
     with pytest.raises(SystemExit, match='no .mmssl. runs'):
-        compare.main([str(tmp_path / 'empty')])
+        compare_suites.main([str(tmp_path / 'empty')])
     with pytest.raises(SystemExit):
-        compare.main([str(a), str(b), '--labels', 'x', 'x'])
+        compare_suites.main([str(a), str(b), '--labels', 'x', 'x'])

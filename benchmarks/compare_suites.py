@@ -1,7 +1,7 @@
 r"""Compares one model's runs across several suites (``benchmarks/suite.py
 --out DIR``), e.g. MMSSL with two critics:
 
-    python benchmarks/compare.py results/tiktok results/tiktok-exact \
+    python benchmarks/compare_suites.py results/tiktok results/tiktok-exact \
         --model mmssl --labels lowrank exact
 
 Reads every ``DIR/runs/<model>-seed<s>/``: ``metrics.json`` where the run
