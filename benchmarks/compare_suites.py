@@ -59,7 +59,6 @@ def load_runs(root: str, model: str) -> List[Dict]:
     return sorted(runs, key=lambda r: r['seed'])
 
 
-
 def summary(suites: Dict[str, List[Dict]]) -> str:
     lines = [
         '| suite | finished seeds | test Recall@20 | test NDCG@20 | '

@@ -76,6 +76,10 @@ def test_epoch_time_relative_to_lightgcn(epoch_time, tmp_path):
         rows[1]['seconds_per_epoch'] / rows[0]['seconds_per_epoch'])
     assert all(r['peak_memory_mb'] > 0 and r['steps_timed'] == 1
                for r in rows)
+    for r in rows:  # the runtime's RSS before data, and training's share
+        assert 0 < r['runtime_memory_mb'] <= r['peak_memory_mb']
+        assert r['own_memory_mb'] == pytest.approx(
+            r['peak_memory_mb'] - r['runtime_memory_mb'])
     saved = json.loads(path.read_text())['results']
     assert saved[1]['x_lightgcn'] == rows[1]['x_lightgcn']
 
