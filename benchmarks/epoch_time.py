@@ -29,7 +29,6 @@ CONFIGS = ['lightgcn', 'mmgcn', 'mmssl:lowrank', 'mmssl:exact', 'mmssl:dense']
 def worker(args):
     import torch
 
-    import pyg_mmssl.nn.models  # noqa: F401 (counted in the runtime's RSS)
     from pyg_mmssl.datasets import load_dataset
     from pyg_mmssl.train import peak_memory_mb, resolve_device
 
