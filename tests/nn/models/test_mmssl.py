@@ -89,6 +89,25 @@ def test_attention_depends_on_input():
         ModalityAttention(10, heads=4)
 
 
+@pytest.mark.parametrize('num_modalities', [1, 2, 3])
+def test_attention_equals_torch_multihead_attention(num_modalities):
+    torch.manual_seed(0)
+    attn = ModalityAttention(16, heads=4).double()
+    x = torch.randn(7, num_modalities, 16, dtype=torch.double,
+                    requires_grad=True)
+    out, w = attn(x)
+    ref, ref_w = attn.attn(x, x, x, need_weights=True,
+                           average_attn_weights=False)
+    assert torch.allclose(w, ref_w, atol=1e-12)
+    assert torch.allclose(out, ref.mean(dim=1), atol=1e-12)
+    grad = torch.randn_like(out)
+    params = [x] + list(attn.parameters())
+    got = torch.autograd.grad((out * grad).sum(), params)
+    want = torch.autograd.grad((ref.mean(dim=1) * grad).sum(), params)
+    for g, r in zip(got, want):
+        assert torch.allclose(g, r, atol=1e-12)
+
+
 def test_attention_in_model_depends_on_modalities(tiny_data):
     model = MMSSL.from_data(tiny_data, **SMALL).eval()
     att = model().attention
