@@ -5,6 +5,22 @@ import torch
 
 from pyg_mmssl.datasets import default_tiktok_root, synthetic_multimodal
 
+# Tests taking the ``device`` fixture run once per device present: on CPU
+# always, on CUDA as well where a GPU is visible (PyG's ``withDevice`` idea).
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (compares CPU and CUDA results)")
+    return torch.device('cuda')
+
 
 @pytest.fixture
 def tiny_data():

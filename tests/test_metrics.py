@@ -59,7 +59,7 @@ def random_split(num_users=37, num_items=23, seed=0):
     return train, test
 
 
-def test_evaluate_against_brute_force():
+def test_evaluate_against_brute_force(device):
     U, I = 37, 23
     train, test = random_split(U, I)
     user_emb, item_emb = torch.randn(U, 8), torch.randn(I, 8)
@@ -70,7 +70,8 @@ def test_evaluate_against_brute_force():
     for u, i in train.t().tolist():
         exclude[u].add(i)
     for chunk in (5, 1024):
-        out = evaluate(user_emb, item_emb, to_csr(test, U, I),
+        out = evaluate(user_emb.to(device), item_emb.to(device),
+                       to_csr(test, U, I),
                        to_csr(train, U, I), ks=(5, 20), chunk_size=chunk)
         for k in (5, 20):
             recall, ndcg = brute_force(user_emb, item_emb, relevant, exclude,

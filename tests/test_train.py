@@ -17,8 +17,9 @@ def make_trainer(data, out=None, **kw):
     return Trainer(model, data, cfg, out=out)
 
 
-def test_training_improves_and_reports(tiny_data, tmp_path):
-    trainer = make_trainer(tiny_data, out=str(tmp_path), epochs=8)
+def test_training_improves_and_reports(tiny_data, tmp_path, device):
+    trainer = make_trainer(tiny_data, out=str(tmp_path), epochs=8,
+                           device=str(device))
     before = trainer.evaluate('val')['recall@20']
     result = trainer.fit()
     assert result['epochs_run'] == 8
@@ -45,12 +46,13 @@ def test_early_stopping(tiny_data):
     assert result['epochs_run'] == 4 and result['early_stopped']
 
 
-def test_resume_matches_uninterrupted_run(tiny_data, tmp_path):
-    full = make_trainer(tiny_data, out=str(tmp_path / 'full'),
-                        epochs=6).fit()
-    make_trainer(tiny_data, out=str(tmp_path / 'part'), epochs=3).fit()
-    resumed = make_trainer(tiny_data, out=str(tmp_path / 'part'),
-                           epochs=6).fit(resume=True)
+def test_resume_matches_uninterrupted_run(tiny_data, tmp_path, device):
+    full = make_trainer(tiny_data, out=str(tmp_path / 'full'), epochs=6,
+                        device=str(device)).fit()
+    make_trainer(tiny_data, out=str(tmp_path / 'part'), epochs=3,
+                 device=str(device)).fit()
+    resumed = make_trainer(tiny_data, out=str(tmp_path / 'part'), epochs=6,
+                           device=str(device)).fit(resume=True)
     assert resumed['epochs_run'] == 6
     assert resumed['best_epoch'] == full['best_epoch']
     for split in ('val', 'test'):
@@ -92,7 +94,7 @@ def to_old_critic_layout(path):
 
 @pytest.mark.parametrize('old_layout', [False, True])
 def test_mmssl_resume_matches_uninterrupted_run(tiny_data, tmp_path,
-                                                old_layout):
+                                                old_layout, device):
     from pyg_mmssl.nn.models import MMSSL
 
     def trainer(out, epochs):
@@ -100,7 +102,7 @@ def test_mmssl_resume_matches_uninterrupted_run(tiny_data, tmp_path,
         model = MMSSL.from_data(tiny_data, embedding_dim=16, topk_rate=0.1,
                                 refresh_every=2, critic='lowrank')
         cfg = TrainConfig(epochs=epochs, batch_size=128, seed=5,
-                          device='cpu', quiet=True, patience=100)
+                          device=str(device), quiet=True, patience=100)
         return Trainer(model, tiny_data, cfg, out=str(out))
 
     full_trainer = trainer(tmp_path / 'full', 4)

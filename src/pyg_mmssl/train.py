@@ -109,13 +109,15 @@ def _rng_state(sampler: BPRSampler) -> Dict[str, Any]:
 
 
 def _set_rng_state(state: Dict[str, Any], sampler: BPRSampler):
-    torch.set_rng_state(state['torch'])
+    # Generator states are CPU byte tensors, wherever the checkpoint was
+    # mapped to.
+    torch.set_rng_state(state['torch'].cpu())
     if state['cuda'] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
     name, keys, *rest = state['numpy']
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
     random.setstate(state['python'])
-    sampler.generator.set_state(state['sampler'])
+    sampler.generator.set_state(state['sampler'].cpu())
 
 
 def _fused(optimizer_cls, params, **kwargs) -> torch.optim.Optimizer:

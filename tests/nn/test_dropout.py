@@ -5,14 +5,15 @@ from pyg_mmssl.nn.dropout import Dropout, dropout
 
 
 @pytest.mark.parametrize('p', [0.31, 0.5, 0.9])
-def test_dropout_rate_and_scale(p):
+def test_dropout_rate_and_scale(p, device):
     torch.manual_seed(0)
-    x = torch.ones(1001, 999)  # odd number of elements
+    x = torch.ones(1001, 999, device=device)  # odd number of elements
     out = dropout(x, p)
     dropped = (out == 0).double().mean().item()
     # 1M Bernoulli draws: standard deviation < 5e-4.
     assert abs(dropped - p) < 3e-3
-    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)))
+    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p),
+                                                      device=device))
 
 
 def test_dropout_rows_and_columns_independent():
@@ -23,8 +24,9 @@ def test_dropout_rows_and_columns_independent():
     assert abs(same - 0.5) < 0.05
 
 
-def test_dropout_seeded_and_gradient():
-    x = torch.randn(7, 9, dtype=torch.double, requires_grad=True)
+def test_dropout_seeded_and_gradient(device):
+    x = torch.randn(7, 9, dtype=torch.double, device=device,
+                    requires_grad=True)
     torch.manual_seed(2)
     out = dropout(x, 0.3)
     torch.manual_seed(2)

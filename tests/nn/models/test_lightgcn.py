@@ -21,24 +21,26 @@ def test_matches_pyg_lightgcn_with_gcn_norm(tiny_data):
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
-def test_backends_agree(tiny_data, backend):
+def test_backends_agree(tiny_data, backend, device):
     if backend not in available_backends():
         pytest.skip(f"backend '{backend}' needs torch_sparse")
     torch.manual_seed(0)
-    ref = LightGCN.from_data(tiny_data, embedding_dim=8, backend='scatter')
+    ref = LightGCN.from_data(tiny_data, embedding_dim=8,
+                             backend='scatter').to(device)
     torch.manual_seed(0)
-    model = LightGCN.from_data(tiny_data, embedding_dim=8, backend=backend)
-    user, pos, neg = torch.tensor([0, 1]), torch.tensor([2, 3]), \
-        torch.tensor([4, 5])
+    model = LightGCN.from_data(tiny_data, embedding_dim=8,
+                               backend=backend).to(device)
+    user, pos, neg = (torch.tensor(t, device=device)
+                      for t in ([0, 1], [2, 3], [4, 5]))
     for m in (ref, model):
         m.loss(user, pos, neg)['loss'].backward()
     assert torch.allclose(model.model.embedding.weight.grad,
                           ref.model.embedding.weight.grad, atol=1e-6)
 
 
-def test_recommend_excludes_training_items(tiny_data):
-    model = LightGCN.from_data(tiny_data, embedding_dim=8)
-    users = torch.arange(model.num_users)
+def test_recommend_excludes_training_items(tiny_data, device):
+    model = LightGCN.from_data(tiny_data, embedding_dim=8).to(device)
+    users = torch.arange(model.num_users, device=device)
     top = model.recommend(users, k=5)
     assert top.shape == (model.num_users, 5)
     train = split_edge_index(tiny_data, 'train')

@@ -10,23 +10,25 @@ BATCH = (torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]),
 
 
 @pytest.mark.parametrize('combine', ['concat', 'add'])
-def test_every_parameter_gets_a_gradient(tiny_data, combine):
-    model = MMGCN.from_data(tiny_data, embedding_dim=8, combine=combine)
+def test_every_parameter_gets_a_gradient(tiny_data, combine, device):
+    model = MMGCN.from_data(tiny_data, embedding_dim=8,
+                            combine=combine).to(device)
     assert len(model.branches) == 2  # one per modality
-    model.loss(*BATCH)['loss'].backward()
+    model.loss(*(t.to(device) for t in BATCH))['loss'].backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
-def test_backends_agree(tiny_data, backend):
+def test_backends_agree(tiny_data, backend, device):
     if backend not in available_backends():
         pytest.skip(f"backend '{backend}' needs torch_sparse")
     out = {}
     for b in ('scatter', backend):
         torch.manual_seed(0)
-        model = MMGCN.from_data(tiny_data, embedding_dim=8, backend=b)
-        loss = model.loss(*BATCH)['loss']
+        model = MMGCN.from_data(tiny_data, embedding_dim=8,
+                                backend=b).to(device)
+        loss = model.loss(*(t.to(device) for t in BATCH))['loss']
         loss.backward()
         out[b] = (loss, model.id_emb.weight.grad)
     assert torch.allclose(out['scatter'][0], out[backend][0], atol=1e-6)

@@ -68,6 +68,13 @@ class Recommender(torch.nn.Module):
     def propagation_backend(self) -> str:
         return self.backend or default_backend(self.train_edge_index.device)
 
+    @property
+    def graph_dtype(self) -> torch.dtype:
+        r"""The dtype of the normalised adjacency weights: the parameters'
+        (``float32`` unless the model was cast)."""
+        return next((p.dtype for p in self.parameters()
+                     if p.is_floating_point()), torch.float32)
+
     def cached_graph(self, key: str, build: Callable[[], object]):
         r"""Returns the object ``build()`` made for ``key`` on the current
         device and backend, building it once."""
@@ -77,6 +84,19 @@ class Recommender(torch.nn.Module):
             self._graph_cache[full_key] = build()
         return self._graph_cache[full_key]
 
+    def _apply(self, fn, *args, **kwargs):
+        # ``.to()``, ``.cuda()``, ``.double()``, ...: cached graphs are
+        # rebuilt from the moved buffers when next needed.
+        self._graph_cache = {}
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):
+        # Copies and pickles leave the cache behind (it rebuilds; sparse CSR
+        # tensors cannot be deep-copied).
+        state = dict(super().__getstate__())
+        state['_graph_cache'] = {}
+        return state
+
     def clear_graph_cache(self, key: Optional[str] = None):
         self._graph_cache = {} if key is None else {
             k: v for k, v in self._graph_cache.items() if k[0] != key}
@@ -85,7 +105,7 @@ class Recommender(torch.nn.Module):
         r"""The symmetrically normalised training graph."""
         return self.cached_graph('train', lambda: BipartiteGraph.build(
             self.train_edge_index, self.num_users, self.num_items,
-            backend=self.propagation_backend()))
+            backend=self.propagation_backend(), dtype=self.graph_dtype))
 
     def homogeneous_graph(self, normalize: str = 'sym') -> Propagation:
         r"""The normalised :math:`(U + I) \times (U + I)` training graph
@@ -94,7 +114,8 @@ class Recommender(torch.nn.Module):
                                  homogeneous_adjacency(
                                      self.train_edge_index, self.num_users,
                                      self.num_items, normalize,
-                                     self.propagation_backend()))
+                                     self.propagation_backend(),
+                                     self.graph_dtype))
 
     def split_nodes(self, x: Tensor) -> RecEmbedding:
         r"""Splits a ``[U + I, d]`` node matrix into users and items."""

@@ -225,7 +225,7 @@ class MMSSL(Recommender):
     def learned_graph(self, j: int) -> BipartiteGraph:
         return self.cached_graph(f'learned_{j}', lambda: BipartiteGraph.build(
             getattr(self, f'learned_{j}'), self.num_users, self.num_items,
-            backend=self.propagation_backend()))
+            backend=self.propagation_backend(), dtype=self.graph_dtype))
 
     def write_learned_graphs(self, data: HeteroData, user: str = 'user',
                              item: str = 'item') -> HeteroData:
