@@ -82,10 +82,12 @@ def profiled_steps(trainer, batches, steps: int) -> Dict[str, float]:
     r"""Runs ``steps`` training steps under :mod:`torch.profiler`;
     milliseconds per step in each of :data:`RANGES`, plus ``"step"`` (the
     whole step) and ``"other"`` (the step outside the ranges)."""
-    from torch.profiler import profile
+    from torch.profiler import ProfilerActivity, profile
 
     state = {'step': 0}
-    with profile() as prof:
+    # The ranges are read off the CPU timeline (on CUDA, profile_step.py
+    # makes launches blocking so that they hold their kernels' time).
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             trainer.train_step(next(batches), state)
     totals = {e.key: e.cpu_time_total / 1e3 / steps

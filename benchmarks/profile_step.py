@@ -7,6 +7,7 @@ warm-up step. Also times the per-epoch work outside the steps: drawing
 one epoch of BPR batches, and one validation pass (forward + full ranking).
 
     python benchmarks/profile_step.py --dataset tiktok --steps 4
+    python benchmarks/profile_step.py --device cuda --steps 20
 
 Prints Markdown tables (ms per step, ms per epoch); ``--json FILE`` also
 writes them.
@@ -19,6 +20,11 @@ from common import (RANGES, dataset_parser, dataset_worker, preset_trainer,
 
 
 def worker(args):
+    import os
+    if args.device.startswith('cuda'):
+        # Kernels finish before the launch returns, so that each range holds
+        # its own GPU time rather than the next synchronising range.
+        os.environ['CUDA_LAUNCH_BLOCKING'] = '1'
     import torch
 
     from pyg_mmssl.datasets import load_dataset
