@@ -28,8 +28,8 @@ class Recommender(torch.nn.Module):
 
     A model is bound to its training graph (``(user, item)`` pairs, stored as
     a non-persistent buffer so that it follows ``.to(device)``); normalised
-    adjacencies are built once per device and cached (see
-    :meth:`bipartite_graph`).
+    adjacencies are built once and cached until the model moves or is cast
+    (see :meth:`bipartite_graph`).
 
     Subclasses implement :meth:`get_embedding` and :meth:`loss`; those
     with :attr:`multimodal` set take item features per modality as their
@@ -76,13 +76,11 @@ class Recommender(torch.nn.Module):
                      if p.is_floating_point()), torch.float32)
 
     def cached_graph(self, key: str, build: Callable[[], object]):
-        r"""Returns the object ``build()`` made for ``key`` on the current
-        device and backend, building it once."""
-        full_key = (key, str(self.train_edge_index.device),
-                    self.propagation_backend())
-        if full_key not in self._graph_cache:
-            self._graph_cache[full_key] = build()
-        return self._graph_cache[full_key]
+        r"""Returns the object ``build()`` made for ``key``, building it
+        once (until the cache is cleared)."""
+        if key not in self._graph_cache:
+            self._graph_cache[key] = build()
+        return self._graph_cache[key]
 
     def _apply(self, fn, *args, **kwargs):
         # ``.to()``, ``.cuda()``, ``.double()``, ...: cached graphs are
@@ -98,8 +96,10 @@ class Recommender(torch.nn.Module):
         return state
 
     def clear_graph_cache(self, key: Optional[str] = None):
-        self._graph_cache = {} if key is None else {
-            k: v for k, v in self._graph_cache.items() if k[0] != key}
+        if key is None:
+            self._graph_cache = {}
+        else:
+            self._graph_cache.pop(key, None)
 
     def bipartite_graph(self) -> BipartiteGraph:
         r"""The symmetrically normalised training graph."""
