@@ -23,6 +23,21 @@ def gpu():
 
 
 @pytest.fixture
+def assert_critic_gradient():
+    r"""Checks one critic parameter's gradient from the critic loss: non-zero,
+    except on the output bias, which cancels in
+    :math:`E[D(fake)] - E[D(real)]` (zero up to rounding: exactly zero on
+    CUDA)."""
+    def check(critic, name, grad):
+        assert grad is not None, name
+        if name == f'head.{len(critic.head) - 1}.bias':
+            assert grad.abs().max() < 1e-6, name
+        else:
+            assert grad.abs().sum() > 0, name
+    return check
+
+
+@pytest.fixture
 def tiny_data():
     return synthetic_multimodal(num_users=60, num_items=40, num_clusters=4,
                                 interactions_per_user=8,

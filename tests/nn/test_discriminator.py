@@ -89,17 +89,6 @@ def test_input_grad_sq_norm_branches_agree(num_rows, width):
     assert torch.allclose(input_grad_sq_norm(delta, weight), expected)
 
 
-def assert_critic_gradient(critic, name, grad):
-    r"""Every critic parameter gets a gradient from the critic loss, except
-    the output bias, which cancels in :math:`E[D(fake)] - E[D(real)]` (zero
-    up to rounding: exactly zero on CUDA)."""
-    assert grad is not None, name
-    if name == f'head.{len(critic.head) - 1}.bias':
-        assert grad.abs().max() < 1e-6, name
-    else:
-        assert grad.abs().sum() > 0, name
-
-
 def to_device(rows, device):
     return CriticRows(*(None if t is None else t.to(device) for t in rows))
 
@@ -113,7 +102,8 @@ def critic_pair(seed=0, device='cpu'):
 
 
 @pytest.mark.parametrize('dense_real', [False, True])
-def test_exact_critic_matches_dense(dense_real, device):
+def test_exact_critic_matches_dense(dense_real, device,
+                                    assert_critic_gradient):
     gen = torch.Generator().manual_seed(2)
     real = to_device(random_rows(gen, dense_real), device).normalize()
     fake = [to_device(random_rows(gen, grad=True), device).normalize()
@@ -167,7 +157,7 @@ def test_input_layer_layout_and_linear_compat():
     assert repr(layer) == f'InputLayer({I}, 7)'
 
 
-def test_lowrank_critic_reads_critic_rows(device):
+def test_lowrank_critic_reads_critic_rows(device, assert_critic_gradient):
     gen = torch.Generator().manual_seed(4)
     torch.manual_seed(0)
     critic = Discriminator(I, 'lowrank', rank=4).double().to(device)
