@@ -20,7 +20,8 @@ import torch_geometric.typing
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
 
 from pyg_mmssl.nn.conv.mmssl_conv import bipartite_norm
-from pyg_mmssl.nn.spmm import cache_transpose, sorted_csr
+from pyg_mmssl.nn.spmm import (cache_transpose, sort_entries,
+                                sorted_csr)
 
 BACKENDS = ('edge_index', 'csr', 'sparse_tensor', 'scatter')
 
@@ -69,16 +70,10 @@ def _sort_by_target(edge_index: Tensor, edge_weight: Tensor,
                     size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
     r"""``(target, source, weight)`` sorted by (target, source); no sort or
     gather when they already are (as learned graphs' item-to-user
-    direction)."""
-    src, dst = edge_index
-    key = dst * size[0] + src
-    if size[0] * size[1] <= torch.iinfo(torch.int32).max:
-        key = key.int()  # same order; int32 sorts twice as fast as int64
-    if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
-        return dst, src, edge_weight
-    perm = key.argsort()
-    return (dst.index_select(0, perm), src.index_select(0, perm),
-            edge_weight.index_select(0, perm))
+    direction), one stable sort by target when sorted by source (their
+    user-to-item direction)."""
+    return sort_entries(edge_index[1], edge_index[0], edge_weight, size[1],
+                        size[0])
 
 
 def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
