@@ -39,6 +39,28 @@ def test_normalisations_match_dense_maths(normalize):
                           atol=1e-6)
 
 
+@pytest.mark.parametrize('normalize', ['sym', 'mean', 'none'])
+@pytest.mark.parametrize('weighted', [False, True])
+def test_bipartite_norm_values_and_weight_gradients(normalize, weighted):
+    ei = random_bipartite()
+    weight = (torch.rand(ei.size(1), dtype=torch.double) + 0.5
+              ).requires_grad_() if weighted else None
+    out = bipartite_norm(ei, (7, 5), weight, normalize, torch.double)
+    assert out.dtype == torch.double
+    w = torch.ones(ei.size(1), dtype=torch.double) if weight is None \
+        else weight
+    d_src = torch.zeros(7, dtype=torch.double).index_add(0, ei[0], w)
+    d_dst = torch.zeros(5, dtype=torch.double).index_add(0, ei[1], w)
+    expected = {'sym': w / (d_src[ei[0]] * d_dst[ei[1]]).sqrt(),
+                'mean': w / d_dst[ei[1]], 'none': w}[normalize]
+    assert torch.allclose(out, expected)
+    if weighted:  # the degrees depend on the weights too
+        coef = torch.randn(ei.size(1), dtype=torch.double)
+        grad, = torch.autograd.grad((out * coef).sum(), weight)
+        ref, = torch.autograd.grad((expected * coef).sum(), weight)
+        assert torch.allclose(grad, ref)
+
+
 def test_homogeneous_call_and_cache():
     ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
     x = torch.randn(3, 8)

@@ -46,19 +46,31 @@ def bipartite_norm(
         raise ValueError(f"unknown normalisation '{normalize}', expected one "
                          f"of {NORMALIZATIONS}")
     src, dst = edge_index[0], edge_index[1]
-    if edge_weight is None:
-        edge_weight = torch.ones(src.numel(), dtype=dtype or torch.float,
-                                 device=src.device)
     if normalize == 'none':
-        return edge_weight
-    deg_dst = scatter(edge_weight, dst, 0, dim_size=size[1], reduce='sum')
+        return edge_weight if edge_weight is not None else torch.ones(
+            src.numel(), dtype=dtype or torch.float, device=src.device)
+    dtype = edge_weight.dtype if edge_weight is not None else (dtype or
+                                                               torch.float)
+
+    def degree(index: Tensor, num_nodes: int) -> Tensor:
+        if edge_weight is None:  # counting is faster than a scatter
+            return torch.bincount(index, minlength=num_nodes).to(dtype)
+        return scatter(edge_weight, index, 0, dim_size=num_nodes,
+                       reduce='sum')
+
+    deg_dst = degree(dst, size[1])
     if normalize == 'mean':
-        inv = deg_dst.reciprocal().masked_fill_(deg_dst == 0, 0.)
-        return edge_weight * inv[dst]
-    deg_src = scatter(edge_weight, src, 0, dim_size=size[0], reduce='sum')
-    inv_src = deg_src.rsqrt().masked_fill_(deg_src == 0, 0.)
-    inv_dst = deg_dst.rsqrt().masked_fill_(deg_dst == 0, 0.)
-    return inv_src[src] * edge_weight * inv_dst[dst]
+        # Not in place: the reciprocal's backward reads its output.
+        inv = deg_dst.reciprocal().masked_fill(deg_dst == 0, 0.)
+        out = inv.index_select(0, dst)
+        return out if edge_weight is None else out.mul_(edge_weight)
+    deg_src = degree(src, size[0])
+    inv_src = deg_src.rsqrt().masked_fill(deg_src == 0, 0.)
+    inv_dst = deg_dst.rsqrt().masked_fill(deg_dst == 0, 0.)
+    out = inv_src.index_select(0, src)
+    if edge_weight is not None:
+        out.mul_(edge_weight)
+    return out.mul_(inv_dst.index_select(0, dst))
 
 
 def _sparse_to_coo(adj_t: Adj) -> Tuple[Tensor, OptTensor, Tuple[int, int]]:
