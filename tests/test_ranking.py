@@ -3,7 +3,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from pyg_mmssl.data import to_csr
-from pyg_mmssl.ranking import pruned_topk, topk_chunks
+from pyg_mmssl import ranking
+from pyg_mmssl.ranking import _above, pruned_topk, topk_chunks
 
 
 def random_pattern(num_users, num_items, per_user, seed):
@@ -102,3 +103,57 @@ def test_pruned_topk_scores_fewer_pairs():
     # Without a bound (every score negative) it scores every pair once.
     worst = mm_flops(lambda: pruned_topk(-user_emb, item_emb, k))
     assert worst == full
+
+
+def entries(values, index):
+    return [sorted((v, c) for v, c in zip(vr.tolist(), ir.tolist())
+                   if v != float('-inf')) for vr, ir in zip(values, index)]
+
+
+def test_above_keeps_entries_at_or_above_the_bound():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 30, generator=gen, dtype=torch.float64)
+    scores[2, 5] = float('-inf')  # an excluded item
+    # 4 entries per row, the 4th equal to the bound (kept: at or above)
+    bound = scores.topk(4, dim=1).values[:, -1]
+    bound[1] = scores[1].max() + 1  # none
+    values, index = _above(scores, bound, k=4)
+    assert values.shape == index.shape == (6, 4)
+    assert entries(values, index) == [
+        sorted((v, c) for c, v in enumerate(row.tolist()) if v >= b)
+        for row, b in zip(scores, bound.tolist())]
+    assert entries(values, index)[1] == []
+    # A row with more than k entries: each row's top-k instead.
+    bound[0] = scores[0].min()
+    values, index = _above(scores, bound, k=4)
+    ref = scores.topk(4, dim=1)
+    assert entries(values, index) == entries(ref.values, ref.indices)
+    # No bound, no rows, and no entry above any bound.
+    values, index = _above(scores, None, k=4)
+    assert entries(values, index) == entries(ref.values, ref.indices)
+    values, index = _above(scores[:0], bound[:0], k=4)
+    assert values.shape == (0, 0)
+    values, index = _above(scores, scores.max(1).values + 1, k=4)
+    assert values.shape == (6, 0)
+
+
+def test_pruned_topk_takes_both_selection_paths(monkeypatch):
+    # The hard case's second phase has chunks where every user has at most
+    # k candidates above its phase-one bound (compacted) and chunks where
+    # some user has more (top-k); both give the full ranking's scores.
+    widths = []
+
+    def spy(scores, bound, k):
+        if bound is not None:  # None: a chunk that reaches the last item
+            keep = scores >= bound.view(-1, 1)
+            widths.append((int(keep.sum(1).max()), k))
+        return _above(scores, bound, k)
+
+    monkeypatch.setattr(ranking, '_above', spy)
+    user_emb, item_emb, exclude = hard_case()
+    values, _ = pruned_topk(user_emb, item_emb, 10, None, exclude,
+                            chunk_size=6)
+    ref_values, _ = reference(user_emb, item_emb, 10, None, exclude)
+    torch.testing.assert_close(values, ref_values, rtol=1e-6, atol=0)
+    assert any(w <= k for w, k in widths)
+    assert any(w > k for w, k in widths)
