@@ -30,13 +30,18 @@ def dense_reference(edge_index, x_src, num_dst, normalize, weight=None):
 def test_normalisations_match_dense_maths(normalize):
     ei = random_bipartite()
     x_src, x_dst = torch.randn(7, 4), torch.randn(5, 4)
-    weight = torch.rand(ei.size(1))
+    weight = torch.rand(ei.size(1), requires_grad=True)
     conv = MMSSLConv(normalize=normalize)
     assert str(conv) == f'MMSSLConv(normalize={normalize})'
     out = conv((x_src, x_dst), ei, weight)
     assert out.shape == (5, 4)
-    assert torch.allclose(out, dense_reference(ei, x_src, 5, normalize, weight),
-                          atol=1e-6)
+    ref = dense_reference(ei, x_src, 5, normalize, weight)
+    assert torch.allclose(out, ref, atol=1e-6)
+    # Trainable edge weights: the gradient also flows through the degrees.
+    coef = torch.randn(5, 4)
+    grad, = torch.autograd.grad((out * coef).sum(), weight)
+    ref_grad, = torch.autograd.grad((ref * coef).sum(), weight)
+    assert torch.allclose(grad, ref_grad, atol=1e-6)
 
 
 @pytest.mark.parametrize('normalize', ['sym', 'mean', 'none'])
