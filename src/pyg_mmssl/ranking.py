@@ -24,14 +24,16 @@ def csr_rows(csr: CSR, rows: Tensor) -> Tuple[Tensor, Tensor]:
     r"""``(local_row, col)`` of every non-zero in ``rows`` of a CSR pattern,
     ``local_row`` indexing into ``rows``. Vectorised (no Python loop)."""
     rowptr, col = csr
-    start, end = rowptr[rows], rowptr[rows + 1]
+    start = rowptr.index_select(0, rows)
+    end = rowptr.index_select(0, rows + 1)
     count = end - start
     local = torch.repeat_interleave(torch.arange(rows.numel(),
                                                  device=rows.device), count)
     offset = torch.arange(int(count.sum()), device=rows.device)
     offset = offset - torch.repeat_interleave(torch.cumsum(count, 0) - count,
                                               count)
-    return local, col[start[local] + offset]
+    return local, col.index_select(0,
+                                   start.index_select(0, local) + offset)
 
 
 def _mask_range(scores: Tensor, rows: Tensor, patterns: List[CSR], lo: int,
@@ -68,7 +70,7 @@ def topk_chunks(user_emb: Tensor, item_emb: Tensor, k: int,
         users = torch.arange(user_emb.size(0), device=user_emb.device)
     for start in range(0, users.numel(), chunk_size):
         rows = users[start:start + chunk_size]
-        scores = user_emb[rows] @ item_emb.t()
+        scores = user_emb.index_select(0, rows) @ item_emb.t()
         yield rows, masked_topk(scores, k, rows, exclude)
 
 
@@ -125,10 +127,11 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
     :math:`\tau_u` can enter the user's top-:math:`k`; when no user in the
     chunk has more than :math:`k` of them, they are kept by one comparison
     and merged with phase 1's, rather than selected by ``topk`` (which
-    costs several times the comparison per score on CPU). Products: between :math:`n_0 / I` and one times those of
-    :func:`topk_chunks`, fewest when scores grow with the item norms
-    (MMSSL's modality embeddings on TikTok: 1.6-6.8x less time; random
-    features: about the time of the full ranking). Memory:
+    costs several times the comparison per score on CPU). Products:
+    between :math:`n_0 / I` and one times those of :func:`topk_chunks`,
+    fewest when scores grow with the item norms (MMSSL's modality
+    embeddings on TikTok: 2.1-7.5x less time; random features: about the
+    time of the full ranking). Memory:
     ``chunk_size x I`` scores per chunk plus the ``[len(users), k]``
     output. If a user has fewer than ``k`` admissible items, its trailing
     slots hold :math:`-\infty`. With ``sorted=False`` each user's ``k``
@@ -152,14 +155,15 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
     step = max(1, chunk_size * num_items // n0)  # chunk_size x I entries
     for start in range(0, users.numel(), step):
         rows = users[start:start + step]
-        scores = user_emb[rows] @ item_sorted[:n0].t()
+        scores = user_emb.index_select(0, rows) @ item_sorted[:n0].t()
         _mask_range(scores, rows, patterns, 0, n0)
         values[start:start + step], index[start:start + step] = \
             scores.topk(k, dim=1, sorted=sorted)
 
     # n_u: how many items (in norm order) reach the user's bound.
     tau = values[:, -1] if sorted else values.min(dim=1).values
-    bound = tau / user_emb[users].norm(dim=1) * (1 - slack)
+    bound = tau / user_emb.index_select(0, users).norm(dim=1) * (
+        1 - slack)
     need = torch.searchsorted(-item_norm, -bound.contiguous(), right=True)
     need[~(tau > 0)] = num_items
 
@@ -168,17 +172,18 @@ def pruned_topk(user_emb: Tensor, item_emb: Tensor, k: int,
     rest = rest[need[rest].argsort()]
     for start in range(0, rest.numel(), chunk_size):
         local = rest[start:start + chunk_size]
-        hi = int(need[local].max())
-        rows = users[local]
-        scores = user_emb[rows] @ item_sorted[n0:hi].t()
+        hi = int(need.index_select(0, local).max())
+        rows = users.index_select(0, local)
+        scores = user_emb.index_select(0, rows) @ item_sorted[n0:hi].t()
         _mask_range(scores, rows, patterns, n0, hi)
         # A chunk that reaches the last item holds users whose bound rules
         # out little: no filter then.
         new_values, new_index = _above(
-            scores, tau[local] if hi < num_items else None, k)
-        top = torch.cat([values[local], new_values], dim=1).topk(
-            k, dim=1, sorted=sorted)  # merged with phase 1's
-        values[local] = top.values
-        index[local] = torch.cat([index[local], new_index + n0],
-                                 dim=1).gather(1, top.indices)
+            scores, tau.index_select(0, local) if hi < num_items else None, k)
+        top = torch.cat([values.index_select(0, local), new_values],
+                        dim=1).topk(k, dim=1, sorted=sorted)  # with phase 1's
+        values.index_copy_(0, local, top.values)
+        index.index_copy_(0, local, torch.cat(
+            [index.index_select(0, local), new_index + n0],
+            dim=1).gather(1, top.indices))
     return values, order[index]
