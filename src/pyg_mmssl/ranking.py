@@ -80,19 +80,19 @@ def _above(scores: Tensor, bound: Optional[Tensor],
     above its ``bound``, padded with :math:`-\infty` to the longest row;
     the row's top-``k`` instead where some row has more than ``k`` (or
     where there is no ``bound``)."""
-    if bound is None:
-        return scores.topk(min(k, scores.size(1)), dim=1, sorted=False)
     num_rows, num_cols = scores.shape
-    keep = scores >= bound.view(-1, 1)
-    # (A bool tensor's sum over a dim is ~8x slower than its bytes'.)
-    count = keep.view(torch.uint8).sum(dim=1, dtype=torch.int32)
-    width = int(count.max()) if num_rows > 0 else 0
-    if width > k:
+    if bound is not None:
+        keep = scores >= bound.view(-1, 1)
+        # (A bool tensor's sum over a dim is ~8x slower than its bytes'.)
+        count = keep.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+        width = int(count.max()) if num_rows > 0 else 0
+    if bound is None or width > k:
         return scores.topk(min(k, num_cols), dim=1, sorted=False)
     flat = keep.view(-1).nonzero().view(-1)  # row-major positions
     row = flat // num_cols
     start = torch.cumsum(count, 0, dtype=torch.long) - count
-    slot = torch.arange(flat.numel(), device=flat.device) - start[row]
+    slot = torch.arange(flat.numel(), device=flat.device) - \
+        start.index_select(0, row)
     dest = row * width + slot
     values = scores.new_full((num_rows * width, ), float('-inf'))
     values.index_copy_(0, dest, scores.view(-1).index_select(0, flat))
