@@ -66,16 +66,6 @@ class Propagation(NamedTuple):
     size: Tuple[int, int]
 
 
-def _sort_by_target(edge_index: Tensor, edge_weight: Tensor,
-                    size: Tuple[int, int]) -> Tuple[Tensor, Tensor, Tensor]:
-    r"""``(target, source, weight)`` sorted by (target, source); no sort or
-    gather when they already are (as learned graphs' item-to-user
-    direction), one stable sort by target when sorted by source (their
-    user-to-item direction)."""
-    return sort_entries(edge_index[1], edge_index[0], edge_weight, size[1],
-                        size[0])
-
-
 def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
                     edge_weight: Tensor, backend: str,
                     cache: bool = True) -> Propagation:
@@ -90,8 +80,11 @@ def build_adjacency(edge_index: Tensor, size: Tuple[int, int],
         ei = EdgeIndex(edge_index, sparse_size=size)
         ei, perm = ei.sort_by('col')
         return Propagation(ei, edge_weight[perm], size)
-    # Transposed adjacency (rows are targets) from one sort by target.
-    row, col, value = _sort_by_target(edge_index, edge_weight, size)
+    # Transposed adjacency (rows are targets), entries by (target, source):
+    # no sort when they already are (learned graphs' item-to-user direction),
+    # one stable sort by target when sorted by source (their user-to-item).
+    row, col, value = sort_entries(edge_index[1], edge_index[0],
+                                   edge_weight, size[1], size[0])
     if backend == 'sparse_tensor':
         adj_t = SparseTensor(row=row, col=col, value=value,
                              sparse_sizes=(size[1], size[0]), is_sorted=True,
