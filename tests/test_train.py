@@ -132,3 +132,169 @@ def test_resume_from_unreadable_checkpoint(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="is not a checkpoint this version "
                        "can resume"):
         make_trainer(tiny_data, out=str(tmp_path), epochs=1).fit(resume=True)
+
+
+# Runs that must stop, and what they leave behind ###########################
+
+def nan_at(trainer, epoch, step, term='bpr'):
+    r"""Makes ``term`` of the loss NaN at ``(epoch, step)``."""
+    loss = trainer.loss
+
+    def patched(*args):
+        terms = loss(*args)
+        if trainer._position == (epoch, step):
+            terms[term] = terms[term] * float('nan')
+        return terms
+    trainer.loss = patched
+
+
+def test_non_finite_loss_stops_and_keeps_last_finite_state(tiny_data,
+                                                           tmp_path):
+    from pyg_mmssl.train import NonFiniteLoss
+    trainer = make_trainer(tiny_data, out=str(tmp_path / 'run'), epochs=5)
+    nan_at(trainer, epoch=2, step=3)
+    with pytest.raises(NonFiniteLoss, match=r"loss term 'bpr' is nan at "
+                       r"epoch 2, step 3 of \d+: training stopped; .*last.pt "
+                       r"keeps epoch 1 .*try a lower --lr \(now 0.005\)"):
+        trainer.fit()
+    last = torch.load(tmp_path / 'run' / 'last.pt', weights_only=True)
+    best = torch.load(tmp_path / 'run' / 'best.pt', weights_only=True)
+    assert last['state']['epoch'] == 1 and best['epoch'] == 1
+    # last.pt is exactly the state of a run that stopped after epoch 1.
+    one = make_trainer(tiny_data, out=str(tmp_path / 'one'), epochs=1)
+    one.fit()
+    for key, value in one.model.state_dict().items():
+        assert torch.isfinite(last['model'][key]).all(), key
+        assert torch.equal(last['model'][key], value), key
+    assert not (tmp_path / 'run' / 'metrics.json').exists()
+
+
+def test_non_finite_loss_in_first_epoch_and_without_out(tiny_data):
+    from pyg_mmssl.train import NonFiniteLoss
+    trainer = make_trainer(tiny_data, epochs=2)
+    nan_at(trainer, epoch=1, step=2, term='reg')
+    before = {k: v.detach().clone()
+              for k, v in trainer.model.named_parameters()}
+    with pytest.raises(NonFiniteLoss, match="loss term 'reg' is nan at "
+                       "epoch 1, step 2 .*no run files are written"):
+        trainer.fit()
+    # The non-finite loss never reached the weights: one step was taken.
+    for key, value in trainer.model.named_parameters():
+        assert torch.isfinite(value).all()
+        assert not torch.equal(value, before[key])
+
+
+def test_non_finite_critic_loss_is_not_stepped(tiny_data):
+    from pyg_mmssl.nn.models import MMSSL
+    from pyg_mmssl.train import NonFiniteLoss
+    model = MMSSL.from_data(tiny_data, embedding_dim=8, topk_rate=0.1)
+    trainer = Trainer(model, tiny_data, TrainConfig(device='cpu', quiet=True))
+    critic = [p.detach().clone() for p in model.discriminator_parameters()]
+    with pytest.raises(NonFiniteLoss, match="loss term 'd' is inf"):
+        trainer._discriminator_step(torch.tensor(float('inf'),
+                                                 requires_grad=True))
+    for before, p in zip(critic, model.discriminator_parameters()):
+        assert torch.equal(before, p)
+
+
+def test_non_finite_weights_stop_before_saving(tiny_data, tmp_path):
+    from pyg_mmssl.train import NonFiniteLoss
+    trainer = make_trainer(tiny_data, out=str(tmp_path), epochs=3)
+    step = trainer.optimizer.step
+
+    def poisoned_step():
+        step()
+        if trainer._position == (2, len(trainer.sampler)):
+            with torch.no_grad():
+                next(trainer.model.parameters())[0, 0] = float('inf')
+    trainer.optimizer.step = poisoned_step
+    with pytest.raises(NonFiniteLoss, match=r"weight '.+' became non-finite "
+                       r"at epoch 2"):
+        trainer.fit()
+    last = torch.load(tmp_path / 'last.pt', weights_only=True)
+    assert last['state']['epoch'] == 1
+    assert all(torch.isfinite(v).all() for v in last['model'].values())
+
+
+def test_loss_growth_warns_once(tiny_data, caplog):
+    trainer = make_trainer(tiny_data, epochs=1)
+    loss = trainer.loss
+
+    def growing(*args):
+        terms = loss(*args)
+        if trainer._position[1] >= 3:
+            terms['loss'] = terms['loss'] * 1e3
+        return terms
+    trainer.loss = growing
+    trainer.fit()
+    warnings = [r for r in caplog.records if 'the loss grew' in r.message]
+    assert len(warnings) == 1
+    assert 'epoch 1, step 3' in warnings[0].message
+
+
+# Output folders and resuming ###############################################
+
+@pytest.mark.parametrize('name', ['metrics.json', 'history.json', 'last.pt',
+                                  'best.pt'])
+def test_out_holding_a_run_file_is_refused(tiny_data, tmp_path, name):
+    (tmp_path / name).write_text('mine')
+    with pytest.raises(FileExistsError, match=f"already holds a run \\({name}"
+                       r"\); pass --resume .*nothing was overwritten"):
+        make_trainer(tiny_data, out=str(tmp_path), epochs=1).fit()
+    assert (tmp_path / name).read_text() == 'mine'
+
+
+def test_out_that_cannot_be_written(tiny_data, tmp_path):
+    from pyg_mmssl.train import check_out_dir
+    (tmp_path / 'file').write_text('mine')
+    with pytest.raises(FileExistsError, match="'.*file' is a file"):
+        check_out_dir(str(tmp_path / 'file'))
+    with pytest.raises(OSError, match="cannot write to output folder "
+                       "'.*file/run'"):
+        check_out_dir(str(tmp_path / 'file' / 'run'))
+    check_out_dir(str(tmp_path / 'new' / 'run'))  # created
+    assert (tmp_path / 'new' / 'run').is_dir()
+    assert (tmp_path / 'file').read_text() == 'mine'
+
+
+def test_resume_with_other_model_options_is_refused(tiny_data, tmp_path):
+    meta = {'model': 'lightgcn', 'dataset': 'tiny',
+            'model_config': {'embedding_dim': 16, 'num_layers': 2}}
+    first = make_trainer(tiny_data, out=str(tmp_path), epochs=1)
+    first.meta = meta
+    first.fit()
+    for change, message in (
+            ({'model_config': {'embedding_dim': 8, 'num_layers': 2}},
+             "was trained with embedding_dim=16; this run asks for "
+             "embedding_dim=8"),
+            ({'model': 'mmgcn'}, "was trained with model 'lightgcn', this "
+             "run has 'mmgcn'"),
+            ({'dataset': 'other'}, "was trained with dataset 'tiny'")):
+        again = make_trainer(tiny_data, out=str(tmp_path), epochs=2)
+        again.meta = {**meta, **change}
+        with pytest.raises(ValueError, match=message):
+            again.fit(resume=True)
+
+
+def test_resume_with_corrupt_best_checkpoint(tiny_data, tmp_path):
+    make_trainer(tiny_data, out=str(tmp_path), epochs=1).fit()
+    (tmp_path / 'best.pt').write_bytes(b'torn')
+    with pytest.raises(ValueError, match=r"best.pt' is not a pyg-mmssl "
+                       r"checkpoint \(unreadable") as info:
+        make_trainer(tiny_data, out=str(tmp_path), epochs=2).fit(resume=True)
+    assert '\n' not in str(info.value)
+
+
+def test_config_rejects_bad_ks_and_devices():
+    from pyg_mmssl.train import resolve_device
+    with pytest.raises(ValueError, match=r"ks must be positive cut-offs, got "
+                       r"\[0, 20\]"):
+        TrainConfig(ks=(0, 20))
+    for device in ('gpu', 'cuda:x', 'cpu:3', 'meta'):
+        with pytest.raises(ValueError, match=f"device '{device}': expected "
+                           f"'auto', 'cpu', 'cuda' or 'cuda:N'"):
+            TrainConfig(device=device)
+    count = torch.cuda.device_count()
+    with pytest.raises(ValueError, match="CUDA is not available|CUDA "
+                       "device"):
+        resolve_device(f'cuda:{count}')

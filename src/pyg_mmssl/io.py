@@ -33,3 +33,44 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 def atomic_write_json(obj: Any, path: str) -> None:
     _atomic(path, lambda f: f.write(
         (json.dumps(obj, indent=2, sort_keys=False) + '\n').encode()))
+
+
+CHECKPOINT_KEYS = ('meta', 'model')
+
+
+class CheckpointError(ValueError):
+    r"""A file that is not a pyg-mmssl checkpoint; :attr:`reason` says
+    why."""
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"'{path}' is not a pyg-mmssl checkpoint ({reason})")
+        self.reason = reason
+
+
+def read_checkpoint(path: str, map_location: Any = 'cpu',
+                    required: tuple = CHECKPOINT_KEYS) -> dict:
+    r"""Loads a checkpoint written by :class:`~pyg_mmssl.train.Trainer`.
+
+    Only tensors and plain Python values are unpickled
+    (``weights_only=True``): a checkpoint cannot run code when loaded. A
+    missing file raises :class:`FileNotFoundError`; a file that is not such a
+    checkpoint (another format, truncated, or lacking one of the
+    ``required`` keys) raises one line of :class:`CheckpointError`."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types, with long messages
+        text = str(e).strip()
+        if 'Weights only load failed' in text:
+            reason = ('it holds objects other than tensors and plain values, '
+                      'which are never unpickled since that could run code')
+        else:
+            first = text.splitlines()[0][:120] if text else ''
+            reason = f"unreadable: {type(e).__name__}" + (
+                f": {first}" if first else '')
+        raise CheckpointError(path, reason) from e
+    missing = [k for k in required
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(path, f"no '{missing[0]}' entry")
+    return ckpt

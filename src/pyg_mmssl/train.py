@@ -9,10 +9,13 @@ optimiser, stepped through the callback ``loss`` receives.
 """
 import inspect
 import logging
+import math
+import os
 import os.path as osp
 import random
 import resource
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -28,19 +31,82 @@ from pyg_mmssl.data.sampler import BPRSampler
 from pyg_mmssl.distributed import (average_gradients_, broadcast_,
                                    get_rank, get_world_size, is_main,
                                    parameter_fingerprints)
-from pyg_mmssl.io import atomic_torch_save, atomic_write_json
+from pyg_mmssl.io import CheckpointError, atomic_torch_save, \
+    atomic_write_json, read_checkpoint
 from pyg_mmssl.metrics import DEFAULT_KS, evaluate
 from pyg_mmssl.nn.models.base import Recommender
 
 log = logging.getLogger(__name__)
 
 SELECTION_METRIC = 'recall@20'
+RUN_FILES = ('metrics.json', 'history.json', 'last.pt', 'best.pt')
+# A loss this many times its first value (in magnitude) gets a warning.
+LOSS_GROWTH_WARNING = 100.0
+
+
+class NonFiniteLoss(RuntimeError):
+    r"""A loss term, or after an epoch a weight, became NaN or infinite.
+    Training stopped before the non-finite value reached any weight or file:
+    ``last.pt`` and ``best.pt`` keep the last finite state."""
+
+
+def check_out_dir(out: str, resume: bool = False) -> None:
+    r"""Makes sure a run can write to the folder ``out`` before it trains:
+    ``out`` is a folder (created if missing) that this process can write to
+    and, unless ``resume``, holds none of a run's files (:data:`RUN_FILES`),
+    so that nothing is overwritten."""
+    if osp.exists(out) and not osp.isdir(out):
+        raise FileExistsError(f"output folder '{out}' is a file; pass a "
+                              f"folder")
+    if not resume:
+        present = [f for f in RUN_FILES if osp.exists(osp.join(out, f))]
+        if present:
+            raise FileExistsError(
+                f"'{out}' already holds a run ({', '.join(present)}); pass "
+                f"--resume to continue it or --out to start a new one "
+                f"(nothing was overwritten)")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise OSError(f"cannot write to output folder '{out}': "
+                      f"{e.strerror or e}") from e
 
 
 @dataclass
 class TrainConfig:
     r"""Options of :class:`Trainer` (each is a CLI flag of ``pyg-mmssl
-    train``)."""
+    train``; presets may set other values).
+
+    Args:
+        epochs (int): Most training epochs. (default: :obj:`1000`)
+        batch_size (int): BPR triples per step. (default: :obj:`2048`)
+        lr (float): Learning rate of the recommender's optimiser.
+            (default: :obj:`1e-3`)
+        weight_decay (float): Optimiser weight decay. (default: :obj:`0.0`)
+        optimizer (str): ``"adam"`` or ``"adamw"``. (default: :obj:`"adam"`)
+        patience (int): Epochs without a better validation Recall@20 before
+            stopping early. (default: :obj:`20`)
+        eval_every (int): Epochs between validation evaluations.
+            (default: :obj:`1`)
+        ks (tuple): Cut-offs of the reported metrics (20 is always added,
+            it selects the best epoch). (default: :obj:`(10, 20, 50)`)
+        eval_chunk_size (int): Users ranked at a time in evaluation.
+            (default: :obj:`1024`)
+        mask_val_at_test (bool): Also exclude validation items when ranking
+            for test. (default: :obj:`False`)
+        seed (int): Seed of initialisation, sampling and dropout.
+            (default: :obj:`2024`)
+        device (str): ``"auto"`` (CUDA when available), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"``. (default: :obj:`"auto"`)
+        quiet (bool): No progress bars or per-epoch lines.
+            (default: :obj:`False`)
+        discriminator_lr (float): Learning rate of the critic's optimiser
+            (models with a critic). (default: :obj:`3e-4`)
+        discriminator_betas (tuple): Adam betas of the critic's optimiser.
+            (default: :obj:`(0.5, 0.9)`)
+    """
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
@@ -66,18 +132,49 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got "
                                  f"{getattr(self, name)}")
+        if any(k <= 0 for k in self.ks):
+            raise ValueError(f"ks must be positive cut-offs, got "
+                             f"{list(self.ks)}")
+        check_device(self.device)
         if 20 not in self.ks:
             self.ks = tuple(sorted(set(self.ks) | {20}))
 
 
+DEVICE_HELP = "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+def check_device(device: str) -> None:
+    r"""Raises one line of :class:`ValueError` unless ``device`` names a
+    device this library runs on (``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``); whether it is present is :func:`resolve_device`'s check.
+    """
+    if device == 'auto':
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device '{device}': {DEVICE_HELP}") \
+            from None
+    if dev.type not in ('cpu', 'cuda') or (dev.type == 'cpu' and
+                                           dev.index not in (None, 0)):
+        raise ValueError(f"unsupported device '{device}': {DEVICE_HELP}")
+
+
 def resolve_device(device: str) -> torch.device:
-    r"""``"auto"`` is CUDA when available, else CPU."""
+    r"""``"auto"`` is CUDA when available, else CPU; a named device must be
+    present."""
+    check_device(device)
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not "
-                         f"available")
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' requested but CUDA is not "
+                             f"available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device '{device}' requested but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) "
+                             f"are visible")
     return dev
 
 
@@ -200,6 +297,8 @@ class Trainer:
         self.show_progress = (not config.quiet and sys.stderr.isatty() and
                               is_main())
         self.loss = model.loss
+        self._position = (1, 0)  # (epoch, step) in progress, for messages
+        self._warned_growth = False
         if self.world_size > 1:
             self.loss = _distributed_loss(model, self.device)
             for p in d_params:
@@ -224,6 +323,7 @@ class Trainer:
     # Training ##############################################################
 
     def _discriminator_step(self, d_loss: torch.Tensor):
+        self._check_finite('d', float(d_loss.detach()))
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         average_gradients_(self.model.discriminator_parameters())
@@ -235,13 +335,52 @@ class Trainer:
         d_step = self._discriminator_step if self.d_optimizer else None
         with record_function('step.loss'):
             terms = self.loss(user, pos, neg, d_step)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        # The parts first: the message names the term that broke the sum.
+        for name in sorted(values, key=lambda name: name == 'loss'):
+            self._check_finite(name, values[name])
+        self._check_growth(values['loss'], state)
         self.optimizer.zero_grad(set_to_none=True)
         with record_function('step.backward'):
             terms['loss'].backward()
         with record_function('step.optimizer'):
             self.optimizer.step()
         state['step'] += 1
-        return {k: float(v.detach()) for k, v in terms.items()}
+        return values
+
+    def _stopped(self, what: str) -> NonFiniteLoss:
+        epoch, step = self._position
+        if not self.write:
+            kept = 'no run files are written (no output folder)'
+        elif epoch > 1:
+            kept = (f"{self._path('last.pt')} keeps epoch {epoch - 1} and "
+                    f"best.pt the best epoch so far")
+        else:
+            kept = 'no checkpoint was written (the first epoch did not end)'
+        return NonFiniteLoss(
+            f"{what} at epoch {epoch}, step {step} of {len(self.sampler)}: "
+            f"training stopped; {kept}; try a lower --lr (now "
+            f"{self.config.lr:g})")
+
+    def _check_finite(self, name: str, value: float):
+        if not math.isfinite(value):
+            raise self._stopped(f"loss term '{name}' is {value}")
+
+    def _check_weights(self):
+        for name, param in self.model.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise self._stopped(f"weight '{name}' became non-finite")
+
+    def _check_growth(self, loss: float, state: Dict[str, Any]):
+        first = state.setdefault('first_loss', loss)
+        if (not self._warned_growth and first != 0
+                and abs(loss) > LOSS_GROWTH_WARNING * abs(first)):
+            self._warned_growth = True
+            epoch, step = self._position
+            log.warning("the loss grew from %.4g (first step) to %.4g at "
+                        "epoch %d, step %d: training may be diverging; a "
+                        "lower --lr (now %g) may help", first, loss, epoch,
+                        step, self.config.lr)
 
     def train_epoch(self, epoch: int, state: Dict[str, Any]
                     ) -> Dict[str, float]:
@@ -249,7 +388,8 @@ class Trainer:
         sums: Dict[str, float] = {}
         bar = tqdm(self.sampler, total=len(self.sampler), leave=False,
                    desc=f'epoch {epoch}', disable=not self.show_progress)
-        for batch in bar:
+        for step, batch in enumerate(bar, start=1):
+            self._position = (epoch, step)
             values = self.train_step(batch, state)
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.) + value
@@ -283,30 +423,10 @@ class Trainer:
         }
         best_model: Optional[Dict[str, torch.Tensor]] = None
         last = self._path('last.pt')
+        if self.write:
+            check_out_dir(self.out, resume)
         if resume:
-            if not last or not osp.exists(last):
-                raise FileNotFoundError(
-                    f"--resume: no checkpoint '{last}' to resume from")
-            try:
-                ckpt = torch.load(last, map_location=self.device,
-                                  weights_only=True)
-            except Exception as e:  # corrupt or foreign file, old format
-                raise ValueError(f"--resume: '{last}' is not a checkpoint "
-                                 f"this version can resume ({type(e).__name__}"
-                                 f"); start a new run with another --out"
-                                 ) from e
-            self.model.load_state_dict(ckpt['model'])
-            self.optimizer.load_state_dict(ckpt['optimizer'])
-            if self.d_optimizer is not None:
-                self.d_optimizer.load_state_dict(ckpt['d_optimizer'])
-                _match_state_shapes(self.d_optimizer)
-            state = ckpt['state']
-            _set_rng_state(ckpt['rng'], self.sampler)
-            best = self._path('best.pt')
-            if osp.exists(best):
-                best_model = torch.load(best, map_location=self.device,
-                                        weights_only=True)['model']
-            log.info("resumed from %s at epoch %d", last, state['epoch'])
+            state, best_model = self._resume(last)
 
         bar = tqdm(total=cfg.epochs, initial=state['epoch'], desc='training',
                    disable=not self.show_progress)
@@ -314,6 +434,7 @@ class Trainer:
             epoch = state['epoch'] + 1
             start = time.perf_counter()
             losses = self.train_epoch(epoch, state)
+            self._check_weights()  # before anything is evaluated or saved
             seconds = time.perf_counter() - start
             state['train_seconds'] += seconds
             record: Dict[str, Any] = {'epoch': epoch, 'seconds': seconds,
@@ -350,6 +471,59 @@ class Trainer:
                                   self._path('history.json'))
         bar.close()
         return self._finish(state, best_model)
+
+    def _resume(self, last: Optional[str]):
+        r"""Restores the state of ``last`` (``last.pt``) and the best
+        model of ``best.pt``, after checking that they belong to this run."""
+        if not last or not osp.exists(last):
+            raise FileNotFoundError(
+                f"--resume: no checkpoint '{last}' to resume from")
+        try:
+            ckpt = read_checkpoint(last, self.device, required=(
+                'meta', 'model', 'optimizer', 'd_optimizer', 'state', 'rng'))
+        except CheckpointError as e:
+            raise ValueError(f"--resume: '{last}' is not a checkpoint this "
+                             f"version can resume ({e.reason}); start a new "
+                             f"run with another --out") from e
+        self._check_same_run(ckpt['meta'], last)
+        try:
+            self.model.load_state_dict(ckpt['model'])
+            self.optimizer.load_state_dict(ckpt['optimizer'])
+            if self.d_optimizer is not None:
+                self.d_optimizer.load_state_dict(ckpt['d_optimizer'])
+                _match_state_shapes(self.d_optimizer)
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0][:160]
+            raise ValueError(f"--resume: the weights in '{last}' do not fit "
+                             f"this model ({first})") from e
+        _set_rng_state(ckpt['rng'], self.sampler)
+        best_model = None
+        best = self._path('best.pt')
+        if osp.exists(best):
+            best_ckpt = read_checkpoint(best, self.device)
+            self._check_same_run(best_ckpt['meta'], best)
+            best_model = best_ckpt['model']
+        log.info("resumed from %s at epoch %d", last, ckpt['state']['epoch'])
+        return ckpt['state'], best_model
+
+    def _check_same_run(self, saved: Dict[str, Any], path: str):
+        r"""Raises one line naming what differs between the model, its
+        options and the dataset of a checkpoint's ``meta`` and this run's."""
+        for key in ('model', 'dataset'):
+            if key in saved and key in self.meta and \
+                    saved[key] != self.meta[key]:
+                raise ValueError(f"--resume: '{path}' was trained with "
+                                 f"{key} '{saved[key]}', this run has "
+                                 f"'{self.meta[key]}'")
+        old = saved.get('model_config') or {}
+        new = self.meta.get('model_config') or {}
+        differ = sorted(k for k in set(old) | set(new)
+                        if old.get(k) != new.get(k))
+        if differ:
+            was = ', '.join(f'{k}={old.get(k)!r}' for k in differ)
+            now = ', '.join(f'{k}={new.get(k)!r}' for k in differ)
+            raise ValueError(f"--resume: '{path}' was trained with {was}; "
+                             f"this run asks for {now}")
 
     def _log(self, record: Dict[str, Any]):
         msg = (f"epoch {record['epoch']:4d}  loss {record['loss']:.4f}  "
