@@ -46,3 +46,16 @@ def test_recommend_excludes_training_items(tiny_data, device):
     train = split_edge_index(tiny_data, 'train')
     for u, items in enumerate(top.tolist()):
         assert not set(items) & set(train[1, train[0] == u].tolist())
+
+
+def test_recommend_more_than_admissible_pads_with_minus_one(tiny_data):
+    model = LightGCN.from_data(tiny_data, embedding_dim=8)
+    users = torch.arange(model.num_users)
+    top = model.recommend(users, k=model.num_items + 10)
+    assert top.shape == (model.num_users, model.num_items)
+    train = split_edge_index(tiny_data, 'train')
+    for u, items in enumerate(top.tolist()):
+        seen = set(train[1, train[0] == u].tolist())
+        kept = [i for i in items if i >= 0]
+        assert items == kept + [-1] * len(seen)  # blanks come last
+        assert sorted(kept) == sorted(set(range(model.num_items)) - seen)

@@ -163,14 +163,20 @@ class Recommender(torch.nn.Module):
     def recommend(self, user: Tensor, k: int = 20,
                   exclude: Optional[CSR] = None,
                   exclude_train: bool = True) -> Tensor:
-        r"""Top-``k`` items for each user in ``user`` (``[B, k]``, best
-        first), never returning a training item (with :obj:`exclude_train`)
-        or an item of the extra ``exclude`` CSR pattern."""
+        r"""Top-``k`` items for each user in ``user`` (``[B, min(k, I)]``,
+        best first), never returning a training item (with
+        :obj:`exclude_train`) or an item of the extra ``exclude`` CSR
+        pattern. A user with fewer than ``k`` admissible items gets them all,
+        followed by ``-1`` in the remaining slots."""
         emb = self.get_embedding()
         device = emb.user.device
         masks = [self.train_csr()] if exclude_train else []
         if exclude is not None:
             masks.append(tuple(t.to(device) for t in exclude))
-        out = [top.indices for _, top in topk_chunks(emb.user, emb.item, k,
-                                             user.to(device), masks)]
-        return torch.cat(out) if out else user.new_empty((0, k))
+        # Excluded items score -inf and come last, so they are the slots to
+        # blank.
+        out = [top.indices.masked_fill(top.values == float('-inf'), -1)
+               for _, top in topk_chunks(emb.user, emb.item, k,
+                                         user.to(device), masks)]
+        return torch.cat(out) if out else user.new_empty(
+            (0, min(k, self.num_items)))
