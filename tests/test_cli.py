@@ -149,3 +149,164 @@ def test_same_seed_same_result(tmp_path):
         results.append(json.loads((tmp_path / name / 'metrics.json')
                                   .read_text())['test'])
     assert results[0] == results[1]
+
+
+def one_line_error(capsys, text):
+    err = capsys.readouterr().err
+    assert text in err, err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_every_train_flag_has_help_with_its_default():
+    from pyg_mmssl.cli import build_parser
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices['train']
+    flags = [a for a in train._actions if a.option_strings and
+             a.dest != 'help']
+    assert len(flags) > 45
+    for action in flags:
+        text = action.help or ''
+        assert 'default' in text, action.option_strings
+    helps = {a.option_strings[0]: a.help for a in flags}
+    assert 'Learning rate' in helps['--lr'] and '0.00054' in helps['--lr']
+    assert '(default: 1000)' in helps['--epochs']
+    assert 'mmssl only' in helps['--g-rate']
+    assert 'lightgcn 3, mmgcn 2, mmssl 2' in helps['--num-layers']
+
+
+def test_docstring_defaults_match_the_configs():
+    # The help text's descriptions come from the docstrings, its defaults
+    # from the configs: the two must not drift apart.
+    import dataclasses
+    from pyg_mmssl.nn.models import MODELS
+    from pyg_mmssl.presets import MODEL_CONFIGS, arg_docs
+    from pyg_mmssl.train import TrainConfig
+    pairs = [(TrainConfig, TrainConfig)] + [
+        (MODELS[m], c) for m, c in MODEL_CONFIGS.items()]
+    for documented, config in pairs:
+        docs = arg_docs(documented)
+        for f in dataclasses.fields(config):
+            assert f.name in docs, (documented.__name__, f.name)
+            if '(default: ' in docs[f.name]:
+                text = docs[f.name].rsplit('(default: ', 1)[1][:-1]
+                assert text.strip('"') == str(f.default) or \
+                    float(text) == f.default, (f.name, text, f.default)
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--device', 'gpu'], "unknown device 'gpu': expected 'auto', 'cpu', "
+     "'cuda' or 'cuda:N'"),
+    (['--preset', 'nope'], "unknown preset 'nope' for model 'lightgcn', "
+     "expected one of ['default']"),
+])
+def test_bad_train_options_are_one_line(argv, message, capsys, tmp_path):
+    assert main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+                 '--out', str(tmp_path / 'run')] + argv) == 2
+    one_line_error(capsys, message)
+    assert not (tmp_path / 'run').exists()  # nothing trained
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--nproc', '0'], "argument --nproc: must be positive, got 0"),
+    (['--ks', '10', '-5'], "argument --ks: must be positive, got -5"),
+    (['--nproc', 'two'], "expected a positive integer, got 'two'"),
+])
+def test_non_positive_counts_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(['train', '--model', 'lightgcn', '--dataset', 'synthetic'] +
+             argv)
+    assert info.value.code == 2
+    one_line_error(capsys, message)
+
+
+def test_debug_works_before_and_after_the_subcommand():
+    for argv in (['--debug', 'info', '--dataset', 'mmssl'],
+                 ['info', '--dataset', 'mmssl', '--debug']):
+        with pytest.raises(ValueError, match="pass --root DIR"):
+            main(argv)
+
+
+def test_out_that_is_a_file_or_holds_a_run_file(tmp_path, capsys):
+    (tmp_path / 'file').write_text('mine')
+    base = ['train', '--model', 'lightgcn', '--dataset', 'synthetic']
+    assert main(base + ['--out', str(tmp_path / 'file')] + FAST) == 2
+    one_line_error(capsys, "is a file")
+    (tmp_path / 'run').mkdir()
+    (tmp_path / 'run' / 'history.json').write_text('[]')
+    assert main(base + ['--out', str(tmp_path / 'run')] + FAST) == 2
+    one_line_error(capsys, "already holds a run (history.json)")
+    assert (tmp_path / 'run' / 'history.json').read_text() == '[]'
+    assert main(base + ['--out', str(tmp_path / 'file' / 'sub')] + FAST) == 2
+    one_line_error(capsys, "cannot write to output folder")
+    assert (tmp_path / 'file').read_text() == 'mine'
+
+
+def test_non_finite_loss_exits_non_zero_with_one_line(tmp_path, capsys):
+    out = tmp_path / 'run'
+    assert main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+                 '--out', str(out), '--lr', '1e30'] + FAST) == 1
+    one_line_error(capsys, "is nan at epoch 1, step 2 of")
+    assert not any(out.iterdir())  # the first epoch never ended
+
+
+def test_resume_takes_the_checkpoints_options(tmp_path, capsys):
+    out = tmp_path / 'run'
+    base = ['train', '--model', 'lightgcn', '--dataset', 'synthetic',
+            '--out', str(out)]
+    assert main(base + FAST) == 0
+    # Without repeating the model options: the checkpoint's are used.
+    assert main(base + ['--resume', '--epochs', '3', '--quiet']) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['epochs_run'] == 3
+    assert metrics['meta']['model_config']['embedding_dim'] == 8
+    capsys.readouterr()
+    for argv, message in (
+            (['--embedding-dim', '16'], "was trained with --embedding-dim 8; "
+             "this run asks for 16"),
+            (['--preset', 'default'], "--preset does not apply with "
+             "--resume")):
+        assert main(base + ['--resume', '--epochs', '4'] + argv) == 2
+        one_line_error(capsys, message)
+    other = ['train', '--model', 'mmgcn', '--dataset', 'synthetic', '--out',
+             str(out), '--resume']
+    assert main(other) == 2
+    one_line_error(capsys, "was trained with --model lightgcn; this run asks "
+                   "for --model mmgcn")
+    (out / 'best.pt').write_bytes(b'\x80\x02torn')
+    assert main(base + ['--resume', '--epochs', '4']) == 2
+    one_line_error(capsys, "best.pt' is not a pyg-mmssl checkpoint")
+
+
+def test_checkpoint_payload_never_runs(tmp_path, capsys):
+    import os
+    import torch
+    marker = tmp_path / 'marker'
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}', ))
+
+    torch.save({'meta': Payload(), 'model': {}}, tmp_path / 'evil.pt')
+    assert main(['evaluate', '--checkpoint', str(tmp_path / 'evil.pt')]) == 2
+    one_line_error(capsys, "is not a pyg-mmssl checkpoint (it holds objects "
+                   "other than tensors and plain values")
+    assert not marker.exists()
+
+
+def test_recommend_k_beyond_admissible_items(trained, capsys):
+    from pyg_mmssl.datasets import synthetic_multimodal
+    from pyg_mmssl.data import split_edge_index
+    data = synthetic_multimodal()
+    train = split_edge_index(data, 'train')
+    seen = set(train[1, train[0] == 3].tolist())
+    num_items = data['item'].num_nodes
+    capsys.readouterr()
+    assert main(['recommend', '--checkpoint', str(trained / 'best.pt'),
+                 '--user', '3', '--k', str(num_items + 5), '--device',
+                 'cpu']) == 0
+    captured = capsys.readouterr()
+    items = list(map(int, captured.out.split(':')[1].split()))
+    assert len(items) == len(set(items)) == num_items - len(seen)
+    assert not set(items) & seen
+    assert (f"user 3 has only {num_items - len(seen)} item(s) it has not "
+            f"trained on") in captured.err

@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 import json
 import logging
-import pickle
 import os.path as osp
+import re
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -16,8 +16,12 @@ import torch
 from pyg_mmssl import distributed
 from pyg_mmssl.data.graph import DataError, statistics, to_csr, \
     split_edge_index
+from pyg_mmssl.io import read_checkpoint
+from pyg_mmssl.train import NonFiniteLoss, check_out_dir, resolve_device
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+_DEFAULT_NOTE = re.compile(r'\s*\(default:.*$')
 
 
 def _flag(name: str) -> str:
@@ -32,88 +36,188 @@ def _field_type(f: dataclasses.Field):
     return str
 
 
+class _Parser(argparse.ArgumentParser):
+    r"""An argument parser whose usage errors are one line, not the usage
+    block followed by the error."""
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see "
+                  f"{self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got "
+                                         f"'{text}'")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 def _add_dataset_args(p: argparse.ArgumentParser):
     from pyg_mmssl.datasets import DATASETS
-    p.add_argument('--dataset', required=True, choices=DATASETS)
-    p.add_argument('--root', help='dataset folder (tiktok: defaults to '
-                   '$PYG_MMSSL_TIKTOK or ../shared/data/tiktok)')
+    p.add_argument('--dataset', required=True, choices=DATASETS,
+                   help='a dataset name, or the format of the files in '
+                   '--root (required; no default)')
+    p.add_argument('--root', help='dataset folder (default: none; tiktok '
+                   'reads $PYG_MMSSL_TIKTOK or ../shared/data/tiktok)')
+    p.add_argument('--inter', metavar='NAME', help='mmrec format: read '
+                   'NAME.inter (default: the folder\'s only .inter file, '
+                   'else <folder name>.inter)')
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return {True: 'on', False: 'off', None: 'none'}[v]
+    return f'{v:g}' if isinstance(v, float) else str(v)
+
+
+def _defaults_note(section: str, name: str, models: List[str]) -> str:
+    r"""``"default: ..."`` of a flag: the configs' defaults, each model's
+    preset where it sets another value, and per-dataset presets."""
+    from pyg_mmssl.presets import MODEL_CONFIGS, PRESETS
+    from pyg_mmssl.train import TrainConfig
+    parts, datasets = [], []
+    for model in models:
+        cfg = TrainConfig if section == 'train' else MODEL_CONFIGS[model]
+        value = next(f.default for f in dataclasses.fields(cfg)
+                     if f.name == name)
+        value = PRESETS.get((model, 'default'), {}).get(section, {}).get(
+            name, value)
+        parts.append((model, value))
+        datasets += [f'{model} on {d} {_value(v[section][name])}'
+                     for (m, d), v in sorted(PRESETS.items())
+                     if m == model and d != 'default'
+                     and name in v.get(section, {})
+                     and v[section][name] != value]
+    if len({repr(v) for _, v in parts}) == 1:
+        note = _value(parts[0][1])
+    else:
+        note = ', '.join(f'{m} {_value(v)}' for m, v in parts)
+    return 'default: ' + note + ''.join(f'; {d}' for d in datasets)
+
+
+def _help(description: str, note: str) -> str:
+    return f"{_DEFAULT_NOTE.sub('', description)} ({note})".replace(
+        '%', '%%')
+
+
+def _add_config_args(train: argparse.ArgumentParser):
+    r"""One flag per field of :class:`~pyg_mmssl.train.TrainConfig` and of
+    every model config, with help from the docstrings and defaults from the
+    configs and presets."""
+    from pyg_mmssl.nn.models import MODELS
+    from pyg_mmssl.presets import MODEL_CONFIGS, arg_docs
+    from pyg_mmssl.train import TrainConfig
+
+    tg = train.add_argument_group('training (defaults from the preset)')
+    docs = arg_docs(TrainConfig)
+    models = sorted(MODEL_CONFIGS)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ('quiet', 'discriminator_betas'):
+            continue
+        help = _help(docs[f.name], _defaults_note('train', f.name, models))
+        if f.name == 'ks':
+            tg.add_argument('--ks', type=_positive_int, nargs='+',
+                            default=None, help=help)
+        elif f.name == 'mask_val_at_test':
+            tg.add_argument('--mask-val-at-test', action='store_true',
+                            default=None, help=help)
+        else:
+            tg.add_argument(_flag(f.name), type=_field_type(f), default=None,
+                            help=help)
+    mg = train.add_argument_group(
+        'model (defaults from the preset; each applies to the models that '
+        'have it)')
+    names: Dict[str, List[str]] = {}
+    for model, cfg in sorted(MODEL_CONFIGS.items()):
+        for f in dataclasses.fields(cfg):
+            names.setdefault(f.name, []).append(model)
+    for name, owners in names.items():
+        f = next(f for f in dataclasses.fields(MODEL_CONFIGS[owners[0]])
+                 if f.name == name)
+        doc = next(arg_docs(MODELS[m]).get(name) for m in owners)
+        note = _defaults_note('model', name, owners)
+        if len(owners) < len(models):
+            note = f"{', '.join(owners)} only; {note}"
+        if f.type in (bool, 'bool'):
+            mg.add_argument(_flag('no_' + name), dest=name,
+                            action='store_const', const=False, default=None,
+                            help=_help(doc, note))
+        else:
+            mg.add_argument(_flag(name), type=_field_type(f),
+                            choices=f.metadata.get('choices'), default=None,
+                            help=_help(doc, note))
 
 
 def build_parser() -> argparse.ArgumentParser:
     from pyg_mmssl.presets import MODEL_CONFIGS
-    from pyg_mmssl.train import TrainConfig
 
-    parser = argparse.ArgumentParser(
-        prog='pyg-mmssl', description='Multimodal recommendation with PyG.')
-    parser.add_argument('--debug', action='store_true',
-                        help='show tracebacks on errors')
+    parser = _Parser(prog='pyg-mmssl',
+                     description='Multimodal recommendation with PyG.')
+    debug = dict(action='store_true', help='show tracebacks on errors '
+                 '(default: off)')
+    parser.add_argument('--debug', **debug)
+    # Each subcommand takes --debug too; SUPPRESS keeps an earlier one.
+    common = _Parser(add_help=False)
+    common.add_argument('--debug', default=argparse.SUPPRESS, **debug)
     sub = parser.add_subparsers(dest='command', required=True)
 
-    train = sub.add_parser('train', help='train a model with early stopping')
-    train.add_argument('--model', required=True, choices=sorted(MODEL_CONFIGS))
+    train = sub.add_parser('train', help='train a model with early stopping',
+                           parents=[common])
+    train.add_argument('--model', required=True, choices=sorted(MODEL_CONFIGS),
+                       help='the model to train (required; no default)')
     _add_dataset_args(train)
     train.add_argument('--preset', default=None,
-                       help='hyper-parameter preset (default: the dataset '
-                       'name; also baby, sports)')
+                       help='hyper-parameter preset (default: the dataset\'s '
+                       'preset if it has one, else the model\'s "default")')
     train.add_argument('--out', default=None,
-                       help='output folder (default: runs/<model>-<dataset>)')
+                       help='output folder, which must hold no earlier run '
+                       '(default: runs/<model>-<dataset>)')
     train.add_argument('--resume', action='store_true',
-                       help='continue from <out>/last.pt')
+                       help='continue the run in --out from its last.pt, with '
+                       'its options (default: off)')
     train.add_argument('--quiet', action='store_true',
-                       help='no progress bars or per-epoch lines')
-    train.add_argument('--nproc', type=int, default=1,
+                       help='no progress bars or per-epoch lines (default: '
+                       'off)')
+    train.add_argument('--nproc', type=_positive_int, default=1,
                        help='train with N processes on this machine '
                        '(torch.distributed: gloo on CPU, nccl on CUDA, one '
-                       'GPU per process); torchrun works too')
-    tg = train.add_argument_group('training (defaults from the preset)')
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ('quiet', 'discriminator_betas'):
-            continue
-        if f.name == 'ks':
-            tg.add_argument('--ks', type=int, nargs='+', default=None)
-        elif f.name == 'mask_val_at_test':
-            tg.add_argument('--mask-val-at-test', action='store_true',
-                            default=None, help='also exclude validation '
-                            'items when ranking for test')
-        else:
-            tg.add_argument(_flag(f.name), type=_field_type(f), default=None)
-    mg = train.add_argument_group(
-        'model (defaults from the preset; each applies to the models that '
-        'have it)')
-    seen = set()
-    for cfg in MODEL_CONFIGS.values():
-        for f in dataclasses.fields(cfg):
-            if f.name in seen:
-                continue
-            seen.add(f.name)
-            if f.type in (bool, 'bool'):
-                mg.add_argument(_flag('no_' + f.name), dest=f.name,
-                                action='store_const', const=False,
-                                default=None, help=f'ablation: without '
-                                f'{f.name.replace("_", " ")}')
-            else:
-                mg.add_argument(_flag(f.name), type=_field_type(f),
-                                choices=f.metadata.get('choices'),
-                                default=None)
+                       'GPU per process); torchrun works too (default: 1)')
+    _add_config_args(train)
 
-    ev = sub.add_parser('evaluate', help='metrics of a checkpoint')
-    ev.add_argument('--checkpoint', required=True)
-    ev.add_argument('--root', help='dataset folder, if it moved')
-    ev.add_argument('--device', default='auto')
-    ev.add_argument('--json', action='store_true', help='print JSON')
+    ev = sub.add_parser('evaluate', help='metrics of a checkpoint',
+                        parents=[common])
+    ev.add_argument('--checkpoint', required=True,
+                    help='best.pt or last.pt of a run')
+    ev.add_argument('--root', help='dataset folder, if it moved (default: '
+                    'the one the run was trained on)')
+    ev.add_argument('--device', default='auto', help="'auto', 'cpu', "
+                    "'cuda' or 'cuda:N' (default: auto)")
+    ev.add_argument('--json', action='store_true', help='print JSON '
+                    '(default: a table)')
 
-    rec = sub.add_parser('recommend', help='top-k items for a user')
-    rec.add_argument('--checkpoint', required=True)
-    rec.add_argument('--user', type=int, required=True, nargs='+')
-    rec.add_argument('--k', type=int, default=20)
-    rec.add_argument('--root', help='dataset folder, if it moved')
-    rec.add_argument('--device', default='auto')
+    rec = sub.add_parser('recommend', help='top-k items for a user',
+                         parents=[common])
+    rec.add_argument('--checkpoint', required=True,
+                     help='best.pt or last.pt of a run')
+    rec.add_argument('--user', type=int, required=True, nargs='+',
+                     help='user ids')
+    rec.add_argument('--k', type=_positive_int, default=20,
+                     help='items per user, never a training item (default: '
+                     '20)')
+    rec.add_argument('--root', help='dataset folder, if it moved (default: '
+                     'the one the run was trained on)')
+    rec.add_argument('--device', default='auto', help="'auto', 'cpu', "
+                     "'cuda' or 'cuda:N' (default: auto)")
 
-    cmp = sub.add_parser('compare', help='table of finished runs')
+    cmp = sub.add_parser('compare', help='table of finished runs',
+                         parents=[common])
     cmp.add_argument('runs', nargs='+', help='run folders or metrics.json '
                      'files')
 
-    info = sub.add_parser('info', help='dataset statistics')
+    info = sub.add_parser('info', help='dataset statistics', parents=[common])
     _add_dataset_args(info)
     return parser
 
@@ -124,32 +228,35 @@ def _build_model(name: str, model_cfg, data):
 
 
 def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
-    from pyg_mmssl.datasets import load_dataset
     from pyg_mmssl.presets import MODEL_CONFIGS, override, preset
 
     given = {k: v for k, v in vars(args).items() if v is not None}
-    model_cfg, train_cfg = preset(args.model, args.preset or args.dataset)
-    model_fields = {f.name for f in dataclasses.fields(model_cfg)}
+    if 'ks' in given:
+        given['ks'] = tuple(given['ks'])
+    out = args.out or osp.join('runs', f'{args.model}-{args.dataset}')
+    model_fields = {f.name for f in dataclasses.fields(
+        MODEL_CONFIGS[args.model])}
     other = {f.name for c in MODEL_CONFIGS.values()
              for f in dataclasses.fields(c)} - model_fields
     wrong = sorted(k for k in given if k in other)
     if wrong:
         raise ValueError(f"option {_flag(wrong[0])} does not apply to model "
                          f"'{args.model}'")
-    model_cfg = override(model_cfg, given)
-    if 'ks' in given:
-        given['ks'] = tuple(given['ks'])
+    if args.resume:
+        model_cfg, train_cfg = _resumed_configs(args, given, out)
+    else:
+        name = args.preset or args.dataset
+        model_cfg, train_cfg = preset(args.model, name,
+                                      strict=args.preset is not None)
+        model_cfg = override(model_cfg, given)
     train_cfg = override(train_cfg, given)
-    train_cfg.__post_init__()
+    resolve_device(train_cfg.device)  # an absent device fails before loading
 
-    out = args.out or osp.join('runs', f'{args.model}-{args.dataset}')
     in_group = distributed.env_has_ranks()
-    if not args.resume and osp.exists(osp.join(out, 'last.pt')):
-        raise FileExistsError(
-            f"'{out}' already holds a run; pass --resume to continue it or "
-            f"--out to start a new one (nothing was overwritten)")
+    if not in_group:  # (with torchrun, the trainer checks on rank 0)
+        check_out_dir(out, args.resume)
     if args.nproc > 1 and not in_group:
-        load_dataset(args.dataset, args.root)  # one cache build, not N
+        _load(args)  # one cache build, not N
         distributed.launch(_train_rank, args.nproc, (args, ))
         with open(osp.join(out, 'metrics.json')) as f:
             return json.load(f)
@@ -163,17 +270,60 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     return _train(args, model_cfg, train_cfg, out)
 
 
-def _train(args, model_cfg, train_cfg, out: str) -> Dict[str, Any]:
+def _load(args: argparse.Namespace):
     from pyg_mmssl.datasets import load_dataset
+    return load_dataset(args.dataset, args.root, inter=args.inter)
+
+
+def _resumed_configs(args: argparse.Namespace, given: Dict[str, Any],
+                     out: str):
+    r"""The model and training configs of the run in ``out``: its
+    checkpoint's, with the training flags given now applied. A model, a
+    dataset or a model option that differs from the checkpoint's is an
+    error."""
+    from pyg_mmssl.presets import MODEL_CONFIGS
+    from pyg_mmssl.train import TrainConfig
+
+    last = osp.join(out, 'last.pt')
+    if not osp.exists(last):
+        raise FileNotFoundError(f"--resume: no checkpoint '{last}' to resume "
+                                f"from")
+    if args.preset is not None:
+        raise ValueError("--preset does not apply with --resume: the run "
+                         "keeps the options of its checkpoint")
+    ckpt = read_checkpoint(last, required=('meta', 'config'))
+    meta = ckpt['meta']
+    for key in ('model', 'dataset', 'inter'):
+        if meta.get(key) != getattr(args, key):
+            raise ValueError(f"--resume: '{last}' was trained with --{key} "
+                             f"{meta.get(key)}; this run asks for --{key} "
+                             f"{getattr(args, key)}")
+    try:
+        model_cfg = MODEL_CONFIGS[args.model](**meta['model_config'])
+        train_cfg = TrainConfig(**ckpt['config'])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"--resume: '{last}' was written by another version "
+                         f"of pyg-mmssl ({e})") from e
+    for f in dataclasses.fields(model_cfg):
+        old = getattr(model_cfg, f.name)
+        if f.name in given and given[f.name] != old:
+            raise ValueError(f"--resume: '{last}' was trained with "
+                             f"{_flag(f.name)} {_value(old)}; this run asks "
+                             f"for {_value(given[f.name])}")
+    return model_cfg, train_cfg
+
+
+def _train(args, model_cfg, train_cfg, out: str) -> Dict[str, Any]:
     from pyg_mmssl.train import Trainer, format_table, seed_everything
 
-    data = load_dataset(args.dataset, args.root)
+    data = _load(args)
     seed_everything(train_cfg.seed)  # the model's initialisation too
     model = _build_model(args.model, model_cfg, data)
     meta = {
         'model': args.model,
         'model_config': dataclasses.asdict(model_cfg),
         'dataset': args.dataset,
+        'inter': args.inter,
         'root': osp.abspath(args.root) if args.root else None,
         'command': ' '.join(['pyg-mmssl'] + sys.argv[1:]),
         'world_size': distributed.get_world_size(),
@@ -205,24 +355,25 @@ def load_checkpoint(path: str, root: Optional[str], device: str):
     r"""Rebuilds the dataset and model of a checkpoint written by ``train``."""
     from pyg_mmssl.datasets import load_dataset
     from pyg_mmssl.presets import MODEL_CONFIGS
-    from pyg_mmssl.train import resolve_device
 
-    if not osp.exists(path):
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    device = resolve_device(device)
+    ckpt = read_checkpoint(path, required=('meta', 'model', 'config'))
+    meta = ckpt['meta']
+    if meta.get('model') not in MODEL_CONFIGS or not isinstance(
+            meta.get('model_config'), dict):
+        raise ValueError(f"'{path}' is not a pyg-mmssl checkpoint (its meta "
+                         f"names no known model)")
+    data = load_dataset(meta['dataset'], root or meta.get('root'),
+                        inter=meta.get('inter'))
+    model_cfg = MODEL_CONFIGS[meta['model']](**meta['model_config'])
+    model = _build_model(meta['model'], model_cfg, data)
     try:
-        # weights_only: a checkpoint cannot run code when loaded.
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-        meta = ckpt['meta']
-        name = meta['model']
-    except (KeyError, TypeError, RuntimeError, EOFError,
-            pickle.UnpicklingError) as e:
-        raise ValueError(f"'{path}' is not a pyg-mmssl checkpoint ({e})")
-    data = load_dataset(meta['dataset'], root or meta.get('root'))
-    model_cfg = MODEL_CONFIGS[name](**meta['model_config'])
-    model = _build_model(name, model_cfg, data)
-    model.load_state_dict(ckpt['model'])
-    model = model.to(resolve_device(device)).eval()
-    return ckpt, data, model
+        model.load_state_dict(ckpt['model'])
+    except RuntimeError as e:
+        raise ValueError(f"'{path}': its weights do not fit the model built "
+                         f"from the dataset ({str(e).splitlines()[0][:160]})"
+                         ) from e
+    return ckpt, data, model.to(device).eval()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
@@ -252,15 +403,16 @@ def cmd_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
 
 def cmd_recommend(args: argparse.Namespace) -> List[List[int]]:
     _, data, model = load_checkpoint(args.checkpoint, args.root, args.device)
-    users = torch.tensor(args.user)
     bad = [u for u in args.user if not 0 <= u < model.num_users]
     if bad:
         raise ValueError(f"user {bad[0]} out of range: the dataset has "
                          f"{model.num_users} users (ids 0..{model.num_users - 1})")
-    if args.k <= 0:
-        raise ValueError(f"--k must be positive, got {args.k}")
-    top = model.recommend(users, k=args.k).tolist()
+    top = model.recommend(torch.tensor(args.user), k=args.k).tolist()
+    top = [[i for i in items if i >= 0] for items in top]
     for u, items in zip(args.user, top):
+        if len(items) < args.k:
+            print(f"note: user {u} has only {len(items)} item(s) it has not "
+                  f"trained on; --k {args.k} asked for more", file=sys.stderr)
         print(f"user {u}: " + ' '.join(map(str, items)))
     return top
 
@@ -292,8 +444,7 @@ def cmd_compare(args: argparse.Namespace) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> Dict[str, Any]:
-    from pyg_mmssl.datasets import load_dataset
-    stats = statistics(load_dataset(args.dataset, args.root))
+    stats = statistics(_load(args))
     for key, value in stats.items():
         print(f"{key:22s} {value}")
     return stats
@@ -316,6 +467,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("interrupted (a training run continues with --resume)",
               file=sys.stderr)
         return 130
+    except NonFiniteLoss as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except (DataError, ValueError, FileNotFoundError, FileExistsError,
             OSError) as e:
         if args.debug:
@@ -324,7 +480,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     except distributed.RankFailed as e:
         print(f"error: distributed training stopped: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return 0
 
 

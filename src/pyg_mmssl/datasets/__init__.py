@@ -10,11 +10,16 @@ DATASETS = ('synthetic', 'tiktok', 'mmssl', 'diffmm', 'mmrec')
 
 
 def load_dataset(name: str, root: Optional[str] = None,
-                 force_reload: bool = False) -> HeteroData:
+                 force_reload: bool = False,
+                 inter: Optional[str] = None) -> HeteroData:
     r"""The :class:`HeteroData` of a dataset by name: ``"synthetic"`` (the
     embedded generator, no files), ``"tiktok"`` (``root`` defaults to
     ``$PYG_MMSSL_TIKTOK`` or ``../shared/data/tiktok``), or a folder in the
-    ``"mmssl"``, ``"diffmm"`` or ``"mmrec"`` format."""
+    ``"mmssl"``, ``"diffmm"`` or ``"mmrec"`` format (for ``"mmrec"``,
+    ``inter`` names the ``<inter>.inter`` file to read)."""
+    if inter is not None and name != 'mmrec':
+        raise ValueError(f"--inter applies to the mmrec format only, not "
+                         f"'{name}'")
     if name == 'synthetic':
         return synthetic_multimodal()
     if name == 'tiktok':
@@ -22,7 +27,8 @@ def load_dataset(name: str, root: Optional[str] = None,
     if name in ('mmssl', 'diffmm', 'mmrec'):
         if root is None:
             raise ValueError(f"dataset '{name}' reads files: pass --root DIR")
-        return MultimodalRecDataset(root, name, force_reload=force_reload)[0]
+        return MultimodalRecDataset(root, name, name=inter,
+                                    force_reload=force_reload)[0]
     raise ValueError(f"unknown dataset '{name}', expected one of {DATASETS}")
 
 

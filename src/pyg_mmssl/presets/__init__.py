@@ -3,8 +3,10 @@ r"""Model configurations (plain dataclasses) and per-dataset presets.
 A preset is the set of values a model is trained with on a dataset; every
 value can be overridden from the CLI (``pyg-mmssl train --<field> VALUE``).
 """
+import inspect
+import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pyg_mmssl.nn.discriminator import CRITICS
 from pyg_mmssl.train import TrainConfig
@@ -82,11 +84,23 @@ PRESETS: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {
 }
 
 
-def preset(model: str, dataset: str) -> Tuple[Any, TrainConfig]:
-    r"""The model config and train config a model uses on a dataset."""
+def preset_names(model: str) -> List[str]:
+    r"""The presets defined for ``model`` (``"default"`` included)."""
+    return sorted(d for m, d in PRESETS if m == model)
+
+
+def preset(model: str, dataset: str, strict: bool = False
+           ) -> Tuple[Any, TrainConfig]:
+    r"""The model config and train config a model uses on a dataset: the
+    ``(model, dataset)`` preset, else the model's ``"default"`` one. With
+    ``strict``, a name without its own preset is an error (for an explicit
+    ``--preset``)."""
     if model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model '{model}', expected one of "
                          f"{sorted(MODEL_CONFIGS)}")
+    if strict and (model, dataset) not in PRESETS:
+        raise ValueError(f"unknown preset '{dataset}' for model '{model}', "
+                         f"expected one of {preset_names(model)}")
     values = PRESETS.get((model, dataset)) or PRESETS.get(
         (model, 'default'), {})
     model_cfg = MODEL_CONFIGS[model](**values.get('model', {}))
@@ -99,3 +113,40 @@ def override(config, values: Dict[str, Any]):
     names = {f.name for f in fields(config)}
     return replace(config, **{k: v for k, v in values.items()
                               if k in names and v is not None})
+
+
+_ARG = re.compile(r'^(\s*)(\w+) \(([^)]*)\):\s*(.*)$')
+_MARKUP = re.compile(r':(?:obj|math|class|func|mod|meth|attr):`~?([^`]*)`')
+_MATH_WRAP = re.compile(r'\\(?:mathrm|text|mathbf|hat|bar|boldsymbol)'
+                        r'\{([^{}]*)\}')
+
+
+def arg_docs(obj: Any) -> Dict[str, str]:
+    r"""``{argument: description}`` from the ``Args:`` section of a
+    (PyG-style) docstring of ``obj``, with Sphinx markup reduced to plain
+    text, as the CLI's help."""
+    doc = inspect.getdoc(obj) or ''
+    out: Dict[str, str] = {}
+    lines = doc.split('Args:', 1)[1].splitlines() if 'Args:' in doc else []
+    name, indent = None, None
+    for line in lines:
+        m = _ARG.match(line)
+        if m and (indent is None or len(m.group(1)) == indent):
+            indent, name = len(m.group(1)), m.group(2)
+            out[name] = m.group(4)
+        elif name and line.strip() and len(line) - len(line.lstrip()) > \
+                (indent or 0):
+            out[name] += ' ' + line.strip()
+        elif line.strip():
+            break  # the section ended
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(text: str) -> str:
+    text = _MARKUP.sub(r'\1', text).replace('``', '')
+    while True:  # \hat{\mathbf{G}} -> G, innermost first
+        new = _MATH_WRAP.sub(r'\1', text)
+        if new == text:
+            break
+        text = new
+    return re.sub(r'\\([a-zA-Z]+)', r'\1', text.replace('\\cdot', '*'))
