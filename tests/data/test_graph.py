@@ -1,4 +1,5 @@
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -52,7 +53,7 @@ def test_feature_rows_and_values():
         build_data(2, 3, splits(), feats(n=4))
     bad = feats()
     bad['image'][1, 2] = np.nan
-    with pytest.raises(DataError, match="row 1 contains NaN or Inf"):
+    with pytest.raises(DataError, match="row 1 contains NaN, Inf"):
         build_data(2, 3, splits(), bad, {'image': 'image_feat.npy'})
     bad['image'][1, 2] = np.inf
     with pytest.raises(DataError, match="image_feat.npy: row 1"):
@@ -73,3 +74,78 @@ def test_to_csr():
     rowptr, col = to_csr(torch.tensor([[1, 0, 1], [2, 1, 0]]), 3, 3)
     assert rowptr.tolist() == [0, 1, 3, 3]
     assert col.tolist() == [1, 0, 2]
+
+
+def test_held_out_pairs_in_train_warn(caplog):
+    with caplog.at_level(logging.WARNING):
+        data = build_data(2, 3, splits(val=((0, 0), (0, 1)),
+                                       test=((1, 2), (0, 0), (1, 0))),
+                          feats(), {'val': 'val.json', 'test': 'test.json'})
+    assert data[EDGE].test_edge_index.size(1) == 3  # kept, only reported
+    assert ("val.json: 1 val interaction(s) are also training interactions; "
+            "they can never be ranked") in caplog.text
+    assert "test.json: 2 test interaction(s) are also training" in caplog.text
+
+
+def test_no_warning_without_overlap(caplog):
+    with caplog.at_level(logging.WARNING):
+        build_data(2, 3, splits(), feats())
+    assert caplog.text == ''
+
+
+def test_too_many_user_item_pairs():
+    # (user, item) pairs are keyed as user * num_items + item in int64.
+    n = 2**62
+    with pytest.raises(DataError, match=r"4611686018427387904 users x 4 "
+                       r"items is too large: need fewer than 2\*\*63 "
+                       r"\(user, item\) pairs"):
+        build_data(n, 4, splits(train=((n - 1, 3), (0, 0))), {})
+
+
+@pytest.mark.parametrize('pairs', [
+    torch.tensor([[0., float('inf')], [0., 1.]]),
+    torch.tensor([[0., float('nan')], [0., 1.]]),
+    torch.tensor([[0., 1e30], [0., 1.]]),
+    torch.tensor([[True, False], [True, False]]),
+])
+def test_non_integer_ids(pairs):
+    with pytest.raises(DataError, match=r"^x.json: user/item ids must be "
+                       r"integers"):
+        build_data(2, 3, {**splits(), 'train': pairs}, feats(),
+                   {'train': 'x.json'})
+
+
+@pytest.mark.parametrize('x,msg', [
+    (np.ones((3, 2), np.complex64), "expected real numbers (an integer or "
+     "float dtype), got dtype complex64"),
+    (torch.ones(3, 2, dtype=torch.complex64), "expected real numbers (an "
+     "integer or float dtype), got dtype torch.complex64"),
+    (np.ones((3, 2), bool), "expected real numbers (an integer or float "
+     "dtype), got dtype bool"),
+    (torch.ones(3, 2, dtype=torch.bool), "expected real numbers (an integer "
+     "or float dtype), got dtype torch.bool"),
+    (np.ones((3, 0), np.float32), "has 0 feature columns, expected at least "
+     "one"),
+    (torch.ones(3, 0), "has 0 feature columns, expected at least one"),
+    (np.full((3, 2), 1e300), "row 0 contains NaN, Inf or a value too large "
+     "for float32"),
+])
+def test_feature_dtypes_and_columns(x, msg):
+    with pytest.raises(DataError, match='^img: ' + re.escape(msg)):
+        build_data(2, 3, splits(), {'image': x}, {'image': 'img'})
+
+
+def test_integer_and_byteswapped_features_become_float32():
+    for x in (np.arange(6, dtype='>f8').reshape(3, 2),
+              np.arange(6, dtype=np.uint64).reshape(3, 2),
+              torch.arange(6).view(3, 2)):
+        data = build_data(2, 3, splits(), {'image': x})
+        assert data['item']['image'].dtype == torch.float32
+        assert data['item']['image'].view(-1).tolist() == list(range(6))
+
+
+def test_data_error_is_one_line():
+    e = DataError("x.pkl: not a readable pickle (A load persistent id "
+                  "instruction was encountered,\nbut no persistent_load)")
+    assert str(e) == ("x.pkl: not a readable pickle (A load persistent id "
+                      "instruction was encountered, but no persistent_load)")

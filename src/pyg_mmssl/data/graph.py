@@ -30,21 +30,29 @@ SPLITS = ('train', 'val', 'test')
 
 class DataError(ValueError):
     r"""Raised for malformed or inconsistent input data. Its message names the
-    source (file), the offending row or key and what was expected."""
+    source (file), the offending row or key and what was expected, on one line
+    (line breaks, e.g. in a parser's own message, become spaces)."""
+    def __init__(self, message: str):
+        super().__init__(' '.join(str(message).splitlines()))
 
 
 def _as_edge_index(pairs, source: str) -> Tensor:
-    if isinstance(pairs, np.ndarray):
-        pairs = torch.from_numpy(pairs)
-    pairs = torch.as_tensor(pairs)
+    try:
+        pairs = torch.as_tensor(pairs)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:
+        raise DataError(f"{source}: expected a [2, E] array of integer "
+                        f"user/item ids ({e})") from e
     if pairs.numel() == 0:
         return pairs.new_empty((2, 0), dtype=torch.long)
     if pairs.dim() != 2 or pairs.size(0) != 2:
         raise DataError(f"{source}: expected interactions of shape [2, E], "
                         f"got {tuple(pairs.shape)}")
-    if pairs.is_floating_point():
-        if not torch.equal(pairs, pairs.round()):
-            raise DataError(f"{source}: user/item ids must be integers")
+    if pairs.dtype == torch.bool or pairs.is_complex() or (
+            pairs.is_floating_point() and not bool(
+                (pairs == pairs.round()).all()
+                and (pairs.abs() < 2.0**63).all())):
+        raise DataError(f"{source}: user/item ids must be integers, got "
+                        f"dtype {pairs.dtype}")
     return pairs.long()
 
 
@@ -63,10 +71,15 @@ def check_ids(edge_index: Tensor, num_users: int, num_items: int,
                 f"expected 0 <= {name} id < {size}")
 
 
+def _pair_keys(edge_index: Tensor, num_items: int) -> Tensor:
+    # One int64 per (user, item) pair; build_data ensures it cannot overflow.
+    return edge_index[0] * num_items + edge_index[1]
+
+
 def deduplicate(edge_index: Tensor, num_items: int, source: str) -> Tensor:
     r"""Removes repeated (user, item) pairs with a warning; keeps the order of the
     first occurrence sorted by user, then item."""
-    key = edge_index[0] * num_items + edge_index[1]
+    key = _pair_keys(edge_index, num_items)
     uniq = torch.unique(key)
     if uniq.numel() < key.numel():
         log.warning("%s: removed %d duplicate interaction(s)", source,
@@ -74,18 +87,48 @@ def deduplicate(edge_index: Tensor, num_items: int, source: str) -> Tensor:
     return torch.stack([uniq // num_items, uniq % num_items])
 
 
-def check_features(x, num_items: int, source: str) -> Tensor:
-    r"""Validates one modality's item feature matrix: two-dimensional, one row per
-    item, finite. float16 (and other float) features are upcast to float32."""
-    if isinstance(x, np.ndarray):
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"{source}: expected numeric features, got dtype "
-                            f"{x.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    x = torch.as_tensor(x)
-    if x.dim() != 2:
+def warn_seen_in_train(edge_index: Tensor, train_edge_index: Tensor,
+                       num_items: int, split: str, source: str) -> None:
+    r"""Warns with their count about held-out (user, item) pairs that are also
+    training pairs: ranking excludes a user's training items, so these can
+    never be ranked."""
+    seen = torch.isin(_pair_keys(edge_index, num_items),
+                      _pair_keys(train_edge_index, num_items))
+    if bool(seen.any()):
+        log.warning("%s: %d %s interaction(s) are also training interactions;"
+                    " they can never be ranked (training items are excluded at"
+                    " ranking)", source, int(seen.sum()), split)
+
+
+def check_feature_layout(shape: Tuple[int, ...], dtype, source: str) -> None:
+    r"""Raises a :class:`DataError` unless a feature matrix of this ``shape`` and
+    ``dtype`` (numpy or torch) is a 2-D matrix of real numbers with at least one
+    column: the checks that need no data (a ``.npy`` header suffices)."""
+    if isinstance(dtype, torch.dtype):
+        real = dtype != torch.bool and not dtype.is_complex
+    else:
+        real = np.dtype(dtype).kind in 'iuf'
+    if not real:
+        raise DataError(f"{source}: expected real numbers (an integer or float "
+                        f"dtype), got dtype {dtype}")
+    if len(shape) != 2:
         raise DataError(f"{source}: expected a 2-D [num_items, dim] feature "
-                        f"matrix, got shape {tuple(x.shape)}")
+                        f"matrix, got shape {tuple(shape)}")
+    if shape[1] == 0:
+        raise DataError(f"{source}: has 0 feature columns, expected at least "
+                        f"one")
+
+
+def check_features(x, num_items: int, source: str) -> Tensor:
+    r"""Validates one modality's item feature matrix (see
+    :func:`check_feature_layout`): one row per item, finite as float32.
+    Features of any other real dtype are cast to float32."""
+    check_feature_layout(tuple(x.shape), x.dtype, source)
+    if isinstance(x, np.ndarray):
+        # numpy casts what torch cannot take (uint64, long double, big-endian).
+        with np.errstate(over='ignore'):
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    x = torch.as_tensor(x)
     if x.size(0) != num_items:
         raise DataError(f"{source}: has {x.size(0)} feature rows, expected one "
                         f"per item ({num_items} items)")
@@ -93,7 +136,8 @@ def check_features(x, num_items: int, source: str) -> Tensor:
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         row = int((~finite).any(dim=1).nonzero()[0])
-        raise DataError(f"{source}: row {row} contains NaN or Inf")
+        raise DataError(f"{source}: row {row} contains NaN, Inf or a value too "
+                        f"large for float32")
     return x
 
 
@@ -120,6 +164,9 @@ def build_data(
     if num_users <= 0 or num_items <= 0:
         raise DataError(f"need at least one user and one item, got "
                         f"{num_users} users and {num_items} items")
+    if int(num_users) * int(num_items) >= 2**63:
+        raise DataError(f"{num_users} users x {num_items} items is too large: "
+                        f"need fewer than 2**63 (user, item) pairs")
     data = HeteroData()
     data[USER].num_nodes = int(num_users)
     data[ITEM].num_nodes = int(num_items)
@@ -134,6 +181,9 @@ def build_data(
             raise DataError(f"{source}: the {split} split has no interactions")
         check_ids(ei, num_users, num_items, source)
         edges[split] = deduplicate(ei, num_items, source)
+        if split != 'train':
+            warn_seen_in_train(edges[split], edges['train'], num_items,
+                               split, source)
 
     data[EDGE].edge_index = edges['train']
     data[REV_EDGE].edge_index = edges['train'].flip(0)

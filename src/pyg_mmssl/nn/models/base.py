@@ -58,7 +58,12 @@ class Recommender(torch.nn.Module):
         args = [data[user].num_nodes, data[item].num_nodes,
                 split_edge_index(data, 'train', (user, edge, item))]
         if cls.multimodal:
-            args.append(modality_features(data, modalities, node_type=item))
+            features = modality_features(data, modalities, node_type=item)
+            if not features and modalities is None:
+                raise ValueError(f"{cls.__name__} needs item features: the "
+                                 f"dataset has no modalities (no "
+                                 f"'<modality>_feat.npy' files)")
+            args.append(features)
         elif modalities is not None:
             raise ValueError(f"{cls.__name__} takes no modalities")
         return cls(*args, **kwargs)
