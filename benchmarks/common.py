@@ -9,9 +9,12 @@ import subprocess
 import sys
 from typing import Dict, List
 
-# Ranges marked by MMSSL.loss and Trainer.train_step.
-RANGES = ['mmssl.forward', 'mmssl.critic', 'mmssl.generator',
-          'mmssl.refresh', 'step.backward', 'step.optimizer']
+# Ranges marked by Trainer.train_step (step.*) and MMSSL.loss; 'step.loss'
+# holds 'mmssl.generator'.
+RANGES = ['step.forward', 'step.critic', 'mmssl.generator', 'step.refresh',
+          'step.backward', 'step.optimizer']
+STEP_PARTS = ['step.forward', 'step.critic', 'step.loss', 'step.refresh',
+              'step.backward', 'step.optimizer']
 
 
 def dataset_parser(doc: str, steps: int, steps_help: str = 'steps to time'
@@ -43,7 +46,7 @@ def dataset_worker(script: str, args: argparse.Namespace,
 def save_json(args: argparse.Namespace, rows: List[dict]):
     r"""Writes ``{"args", "results"}`` to ``args.json`` if it is set."""
     if args.json:
-        from pyg_mmssl.io import atomic_write_json
+        from pyg_mmssl.files import atomic_write_json
         atomic_write_json({'args': vars(args), 'results': rows}, args.json)
 
 
@@ -92,10 +95,9 @@ def profiled_steps(trainer, batches, steps: int) -> Dict[str, float]:
             trainer.train_step(next(batches), state)
     totals = {e.key: e.cpu_time_total / 1e3 / steps
               for e in prof.key_averages()
-              if e.key in RANGES + ['step.loss']}
+              if e.key in RANGES + STEP_PARTS}
     row = {name: totals.get(name, 0.) for name in RANGES}
-    row['step'] = (totals.get('step.loss', 0.) + row['step.backward'] +
-                   row['step.optimizer'])
+    row['step'] = sum(totals.get(name, 0.) for name in STEP_PARTS)
     row['other'] = row['step'] - sum(row[name] for name in RANGES)
     return row
 

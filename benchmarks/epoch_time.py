@@ -30,7 +30,8 @@ def worker(args):
     import torch
 
     from pyg_mmssl.datasets import load_dataset
-    from pyg_mmssl.train import peak_memory_mb, resolve_device
+    from pyg_mmssl.device import resolve_device
+    from pyg_mmssl.train import peak_memory_mb
 
     torch.set_num_threads(args.threads)
     # Python, PyTorch, PyG and pyg_mmssl, before any data.

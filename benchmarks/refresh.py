@@ -86,7 +86,7 @@ def main(argv=None):
     import torch
 
     from common import preset_trainer, save_json
-    from pyg_mmssl.cli import load_checkpoint
+    from pyg_mmssl.checkpoint import load_checkpoint
     from pyg_mmssl.datasets import load_dataset
 
     torch.set_num_threads(args.threads)

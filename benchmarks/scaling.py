@@ -125,7 +125,7 @@ def main(argv=None):
         with open(path) as f:
             rows = json.load(f)['results']
     done = {(r['config'], r['scale']) for r in rows}
-    from pyg_mmssl.io import atomic_write_json
+    from pyg_mmssl.files import atomic_write_json
     for config in args.configs:
         for scale in args.scales:
             if (config, scale) in done or scale > float(

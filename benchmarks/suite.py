@@ -168,7 +168,7 @@ def main(argv=None):
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
 
-    from pyg_mmssl.io import atomic_write_json
+    from pyg_mmssl.files import atomic_write_json
 
     start = time.perf_counter()
     pairs = [(model, seed) for model in args.models for seed in args.seeds]

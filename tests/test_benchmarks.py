@@ -93,8 +93,8 @@ def test_profile_step_ranges_and_epoch_work(profile_step):
     (row, ) = profile_step.main(['--dataset', 'synthetic', '--steps', '1',
                                  '--threads', '1', '--critics', 'lowrank'])
     ms = row['ms']
-    assert ms['mmssl.forward'] > 0 and ms['mmssl.refresh'] > 0
-    assert ms['step'] >= ms['mmssl.forward'] + ms['step.backward']
+    assert ms['step.forward'] > 0 and ms['step.refresh'] > 0
+    assert ms['step'] >= ms['step.forward'] + ms['step.backward']
     assert row['epoch_ms']['sampling'] > 0
     assert row['epoch_ms']['evaluation'] > 0
 
@@ -127,7 +127,7 @@ def test_scaling_smoke(scaling, tmp_path):
     result = json.loads((out / 'scaling.json').read_text())
     assert len(result['results']) == 4
     assert set(result['fits']) == {'lightgcn', 'mmssl:lowrank'}
-    assert 'mmssl.refresh' in result['fits']['mmssl:lowrank']
+    assert 'step.refresh' in result['fits']['mmssl:lowrank']
     assert (out / 'scaling.png').read_bytes()[:4] == b'\x89PNG'
     assert (out / 'scaling.md').read_text().count('mmssl:lowrank') >= 3
 

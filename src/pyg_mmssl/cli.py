@@ -14,10 +14,10 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from pyg_mmssl import distributed
-from pyg_mmssl.data.graph import DataError, statistics, to_csr, \
-    split_edge_index
-from pyg_mmssl.io import read_checkpoint
-from pyg_mmssl.train import NonFiniteLoss, check_out_dir, resolve_device
+from pyg_mmssl.data.graph import DataError, statistics
+from pyg_mmssl.device import resolve_device
+from pyg_mmssl.files import read_checkpoint
+from pyg_mmssl.train import NonFiniteLoss, check_out_dir
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -222,11 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build_model(name: str, model_cfg, data):
-    from pyg_mmssl.nn.models import MODELS
-    return MODELS[name].from_data(data, **dataclasses.asdict(model_cfg))
-
-
 def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     from pyg_mmssl.presets import MODEL_CONFIGS, override, preset
 
@@ -314,11 +309,12 @@ def _resumed_configs(args: argparse.Namespace, given: Dict[str, Any],
 
 
 def _train(args, model_cfg, train_cfg, out: str) -> Dict[str, Any]:
+    from pyg_mmssl.presets import build_model
     from pyg_mmssl.train import Trainer, format_table, seed_everything
 
     data = _load(args)
     seed_everything(train_cfg.seed)  # the model's initialisation too
-    model = _build_model(args.model, model_cfg, data)
+    model = build_model(args.model, model_cfg, data)
     meta = {
         'model': args.model,
         'model_config': dataclasses.asdict(model_cfg),
@@ -351,49 +347,18 @@ def _train_rank(args: argparse.Namespace):
     cmd_train(args)
 
 
-def load_checkpoint(path: str, root: Optional[str], device: str):
-    r"""Rebuilds the dataset and model of a checkpoint written by ``train``."""
-    from pyg_mmssl.datasets import load_dataset
-    from pyg_mmssl.presets import MODEL_CONFIGS
-
-    device = resolve_device(device)
-    ckpt = read_checkpoint(path, required=('meta', 'model', 'config'))
-    meta = ckpt['meta']
-    if meta.get('model') not in MODEL_CONFIGS or not isinstance(
-            meta.get('model_config'), dict):
-        raise ValueError(f"'{path}' is not a pyg-mmssl checkpoint (its meta "
-                         f"names no known model)")
-    data = load_dataset(meta['dataset'], root or meta.get('root'),
-                        inter=meta.get('inter'))
-    model_cfg = MODEL_CONFIGS[meta['model']](**meta['model_config'])
-    model = _build_model(meta['model'], model_cfg, data)
-    try:
-        model.load_state_dict(ckpt['model'])
-    except RuntimeError as e:
-        raise ValueError(f"'{path}': its weights do not fit the model built "
-                         f"from the dataset ({str(e).splitlines()[0][:160]})"
-                         ) from e
-    return ckpt, data, model.to(device).eval()
-
-
 def cmd_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
-    from pyg_mmssl.metrics import evaluate
-    from pyg_mmssl.train import format_table
+    from pyg_mmssl.checkpoint import load_checkpoint
+    from pyg_mmssl.train import evaluate_split, format_table, split_patterns
 
     ckpt, data, model = load_checkpoint(args.checkpoint, args.root,
                                         args.device)
     cfg = ckpt['config']
-    U, I = model.num_users, model.num_items
-    train, val, test = (to_csr(split_edge_index(data, s), U, I)
-                        for s in ('train', 'val', 'test'))
-    with torch.no_grad():
-        emb = model.get_embedding()
     ks = tuple(cfg['ks'])
-    res = {
-        'val': evaluate(emb.user, emb.item, val, [train], ks),
-        'test': evaluate(emb.user, emb.item, test, [train] + (
-            [val] if cfg['mask_val_at_test'] else []), ks),
-    }
+    patterns = split_patterns(data)
+    res = {split: evaluate_split(model, split, patterns, ks,
+                                 mask_val_at_test=cfg['mask_val_at_test'])
+           for split in ('val', 'test')}
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -402,6 +367,7 @@ def cmd_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def cmd_recommend(args: argparse.Namespace) -> List[List[int]]:
+    from pyg_mmssl.checkpoint import load_checkpoint
     _, data, model = load_checkpoint(args.checkpoint, args.root, args.device)
     bad = [u for u in args.user if not 0 <= u < model.num_users]
     if bad:

@@ -3,9 +3,11 @@ Recall@20, test reported once at the best validation epoch, seeded, with
 atomic checkpoints and resume.
 
 The trainer knows a model only through :class:`~pyg_mmssl.nn.models.base.
-Recommender`'s interface: ``loss`` (named terms, ``"loss"`` minimised),
-``get_embedding`` for evaluation, and optionally a discriminator with its own
-optimiser, stepped through the callback ``loss`` receives.
+Recommender`'s interface: ``forward`` and ``loss`` (named terms, ``"loss"``
+minimised), ``get_embedding`` for evaluation, and the hooks its
+``schedule()`` asks for: a critic trained by its own optimiser on
+``critic_loss``, and ``refresh_graphs``. The whole step is
+:meth:`Trainer.train_step`.
 """
 import inspect
 import logging
@@ -28,13 +30,16 @@ from tqdm.auto import tqdm
 
 from pyg_mmssl.data.graph import EDGE, split_edge_index, to_csr
 from pyg_mmssl.data.sampler import BPRSampler
-from pyg_mmssl.distributed import (average_gradients_, broadcast_,
+from pyg_mmssl.device import check_device, resolve_device
+from pyg_mmssl.distributed import (all_gather_cat, average_gradients_,
+                                   broadcast_, shard,
                                    get_rank, get_world_size, is_main,
                                    parameter_fingerprints)
-from pyg_mmssl.io import CheckpointError, atomic_torch_save, \
+from pyg_mmssl.files import CheckpointError, atomic_torch_save, \
     atomic_write_json, read_checkpoint
 from pyg_mmssl.metrics import DEFAULT_KS, evaluate
-from pyg_mmssl.nn.models.base import Recommender
+from pyg_mmssl.nn.models.base import Recommender, UserSharding
+from pyg_mmssl.ranking import CSR
 
 log = logging.getLogger(__name__)
 
@@ -140,44 +145,6 @@ class TrainConfig:
             self.ks = tuple(sorted(set(self.ks) | {20}))
 
 
-DEVICE_HELP = "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
-
-
-def check_device(device: str) -> None:
-    r"""Raises one line of :class:`ValueError` unless ``device`` names a
-    device this library runs on (``"auto"``, ``"cpu"``, ``"cuda"``,
-    ``"cuda:N"``); whether it is present is :func:`resolve_device`'s check.
-    """
-    if device == 'auto':
-        return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device '{device}': {DEVICE_HELP}") \
-            from None
-    if dev.type not in ('cpu', 'cuda') or (dev.type == 'cpu' and
-                                           dev.index not in (None, 0)):
-        raise ValueError(f"unsupported device '{device}': {DEVICE_HELP}")
-
-
-def resolve_device(device: str) -> torch.device:
-    r"""``"auto"`` is CUDA when available, else CPU; a named device must be
-    present."""
-    check_device(device)
-    if device == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(device)
-    if dev.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ValueError(f"device '{device}' requested but CUDA is not "
-                             f"available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device '{device}' requested but only "
-                             f"{torch.cuda.device_count()} CUDA device(s) "
-                             f"are visible")
-    return dev
-
-
 def seed_everything(seed: int):
     random.seed(seed)
     np.random.seed(seed)
@@ -219,9 +186,7 @@ def _set_rng_state(state: Dict[str, Any], sampler: BPRSampler):
 
 def _fused(optimizer_cls, params, **kwargs) -> torch.optim.Optimizer:
     r"""``optimizer_cls(params, **kwargs)``, with the fused kernel where the
-    parameters' device has one (on this project's CPU, one Adam step of the
-    ``exact`` critic's 1,677 x 6,710 weight: 12 ms fused, 61 ms default),
-    else the default implementation. (torch 2.13's CPU kernel reads a
+    parameters' device has one, else the default implementation. (torch 2.13's CPU kernel reads a
     parameter, its gradient and its state as flat memory, so they must share
     one layout: autograd's gradient accumulation makes sure of that.)"""
     params = list(params)
@@ -231,18 +196,33 @@ def _fused(optimizer_cls, params, **kwargs) -> torch.optim.Optimizer:
         return optimizer_cls(params, **kwargs)
 
 
-def _match_state_shapes(optimizer: torch.optim.Optimizer):
-    r"""Transposes optimiser state that a checkpoint holds as the transpose
-    of its parameter (the critic's first-layer state, written before that
-    layer stored :math:`\mathbf{W}_1^\top`)."""
-    for group in optimizer.param_groups:
-        for param in group['params']:
-            state = optimizer.state.get(param, {})
-            for key, value in state.items():
-                if (torch.is_tensor(value) and value.dim() == 2
-                        and value.shape != param.shape
-                        and value.shape == param.shape[::-1]):
-                    state[key] = value.t().contiguous()
+def split_patterns(data: HeteroData, edge_type=EDGE) -> Dict[str, CSR]:
+    r"""``{split: CSR pattern}`` of the training, validation and test
+    interactions of ``data`` (users x items)."""
+    src, _, dst = edge_type
+    size = (data[src].num_nodes, data[dst].num_nodes)
+    return {split: to_csr(split_edge_index(data, split, edge_type), *size)
+            for split in ('train', 'val', 'test')}
+
+
+@torch.no_grad()
+def evaluate_split(model: Recommender, split: str, patterns: Dict[str, CSR],
+                   ks=DEFAULT_KS, chunk_size: int = 1024,
+                   mask_val_at_test: bool = False,
+                   distributed: bool = False) -> Dict[str, float]:
+    r"""Full-ranking metrics of ``model`` on ``"val"`` or ``"test"``
+    (``patterns`` from :func:`split_patterns`): a user's training items are
+    never ranked, nor, for test with ``mask_val_at_test``, its validation
+    items."""
+    if split not in ('val', 'test'):
+        raise ValueError(f"unknown split '{split}', expected 'val' or 'test'")
+    model.eval()
+    emb = model.get_embedding()
+    exclude = [patterns['train']]
+    if split == 'test' and mask_val_at_test:
+        exclude.append(patterns['val'])
+    return evaluate(emb.user, emb.item, patterns[split], exclude, ks,
+                    chunk_size, distributed=distributed)
 
 
 class Trainer:
@@ -272,11 +252,7 @@ class Trainer:
         src, _, dst = edge_type
         num_users, num_items = data[src].num_nodes, data[dst].num_nodes
         train = split_edge_index(data, 'train', edge_type)
-        self.train_csr = to_csr(train, num_users, num_items)
-        self.val_csr = to_csr(split_edge_index(data, 'val', edge_type),
-                              num_users, num_items)
-        self.test_csr = to_csr(split_edge_index(data, 'test', edge_type),
-                               num_users, num_items)
+        self.patterns = split_patterns(data, edge_type)
         # With several ranks (torch.distributed), all draw the same global
         # batches and each keeps its part; see pyg_mmssl.distributed.
         self.world_size = get_world_size()
@@ -296,50 +272,74 @@ class Trainer:
             betas=config.discriminator_betas) if d_params else None
         self.show_progress = (not config.quiet and sys.stderr.isatty() and
                               is_main())
-        self.loss = model.loss
+        self.schedule = model.schedule()
+        if bool(self.schedule.critic_steps) != bool(d_params):
+            raise ValueError(f"{type(model).__name__}: schedule() asks for "
+                             f"{self.schedule.critic_steps} critic step(s) but "
+                             f"it has {len(d_params)} critic parameter(s)")
         self._position = (1, 0)  # (epoch, step) in progress, for messages
         self._warned_growth = False
+        self.forward_step = _ForwardStep(model, self.update_critic)
+        self.sharding = None
         if self.world_size > 1:
-            self.loss = _distributed_loss(model, self.device)
+            self.forward_step = _distributed(self.forward_step, model,
+                                             self.device)
+            self.sharding = UserSharding(shard, lambda t: broadcast_(
+                t.clone()), all_gather_cat)
             for p in d_params:
                 broadcast_(p.data)
 
     # Evaluation ############################################################
 
-    @torch.no_grad()
     def evaluate(self, split: str) -> Dict[str, float]:
         r"""Full-ranking metrics on ``"val"`` or ``"test"`` (training items,
         and with ``mask_val_at_test`` validation items, excluded)."""
-        self.model.eval()
-        emb = self.model.get_embedding()
-        exclude = [self.train_csr]
-        if split == 'test' and self.config.mask_val_at_test:
-            exclude.append(self.val_csr)
-        relevant = self.val_csr if split == 'val' else self.test_csr
-        return evaluate(emb.user, emb.item, relevant, exclude,
-                        self.config.ks, self.config.eval_chunk_size,
-                        distributed=self.world_size > 1)
+        cfg = self.config
+        return evaluate_split(self.model, split, self.patterns, cfg.ks,
+                              cfg.eval_chunk_size, cfg.mask_val_at_test,
+                              distributed=self.world_size > 1)
 
     # Training ##############################################################
 
-    def _discriminator_step(self, d_loss: torch.Tensor):
-        self._check_finite('d', float(d_loss.detach()))
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        average_gradients_(self.model.discriminator_parameters())
-        self.d_optimizer.step()
+    def update_critic(self, user: torch.Tensor, out) -> Optional[float]:
+        r"""The model's ``schedule().critic_steps`` critic updates on this
+        step's forward output ``out``; returns the mean critic loss
+        (:obj:`None` for a model without a critic)."""
+        steps = self.schedule.critic_steps
+        if not steps:
+            return None
+        total = 0.
+        for _ in range(steps):
+            with record_function('step.critic'):
+                d_loss = self.model.critic_loss(user, out)
+                value = float(d_loss.detach())
+                self._check_finite('d', value)
+                self.d_optimizer.zero_grad(set_to_none=True)
+                d_loss.backward()
+                average_gradients_(self.model.discriminator_parameters())
+                self.d_optimizer.step()
+            total += value
+        return total / steps
 
     def train_step(self, batch, state: Dict[str, Any]) -> Dict[str, float]:
-        r"""One optimisation step on a BPR batch; returns the loss terms."""
+        r"""One optimisation step on a BPR batch: the model's forward pass,
+        its critic updates, its loss terms, a graph refresh when the model's
+        :meth:`~pyg_mmssl.nn.models.base.Recommender.schedule` has one due,
+        and the recommender's update. Returns the loss terms (with ``"d"``,
+        the critic's loss, for models with a critic)."""
         user, pos, neg = (t.to(self.device) for t in batch)
-        d_step = self._discriminator_step if self.d_optimizer else None
-        with record_function('step.loss'):
-            terms = self.loss(user, pos, neg, d_step)
+        out, terms, d_loss = self.forward_step(user, pos, neg)
         values = {k: float(v.detach()) for k, v in terms.items()}
+        if d_loss is not None:
+            values['d'] = d_loss
         # The parts first: the message names the term that broke the sum.
         for name in sorted(values, key=lambda name: name == 'loss'):
             self._check_finite(name, values[name])
         self._check_growth(values['loss'], state)
+        every = self.schedule.refresh_every
+        if every and state['step'] % every == 0:
+            with record_function('step.refresh'):
+                self.model.refresh_graphs(out, self.sharding)
         self.optimizer.zero_grad(set_to_none=True)
         with record_function('step.backward'):
             terms['loss'].backward()
@@ -491,7 +491,6 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt['optimizer'])
             if self.d_optimizer is not None:
                 self.d_optimizer.load_state_dict(ckpt['d_optimizer'])
-                _match_state_shapes(self.d_optimizer)
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0][:160]
             raise ValueError(f"--resume: the weights in '{last}' do not fit "
@@ -563,29 +562,37 @@ class Trainer:
         return result
 
 
-class _LossModule(torch.nn.Module):
-    r"""``model.loss`` as a ``forward``, for
-    :class:`~torch.nn.parallel.DistributedDataParallel`."""
-    def __init__(self, model: Recommender):
+class _ForwardStep(torch.nn.Module):
+    r"""The part of a training step before the recommender's backward pass,
+    as a module (so that DDP can wrap it): the model's forward pass, the
+    critic's updates on it (``update_critic``, the trainer's), and the
+    model's loss terms. Returns ``(out, terms, critic loss)``."""
+    def __init__(self, model: Recommender, update_critic):
         super().__init__()
         self.model = model
+        self.update_critic = update_critic
 
-    def forward(self, *args, **kwargs):
-        return self.model.loss(*args, **kwargs)
+    def forward(self, user, pos, neg):
+        with record_function('step.forward'):
+            out = self.model()
+        d_loss = self.update_critic(user, out)
+        with record_function('step.loss'):
+            terms = self.model.loss(user, pos, neg, out)
+        return out, terms, d_loss
 
 
-def _distributed_loss(model: Recommender, device: torch.device):
-    r"""``model.loss`` through DDP: the recommender's gradients are averaged
-    over ranks during backward. The critic (updated inside ``loss``, by its
-    own optimiser) is left out of DDP; the trainer averages its gradients
+def _distributed(module: _ForwardStep, model: Recommender,
+                 device: torch.device):
+    r"""``module`` through DDP: the recommender's gradients are averaged
+    over ranks during backward. The critic (updated by its own optimiser
+    inside the step) is left out of DDP; the trainer averages its gradients
     itself."""
     from torch.nn.parallel import DistributedDataParallel as DDP
-    module = _LossModule(model)
     critic = {id(p) for p in model.discriminator_parameters()}
     ignore = [n for n, p in module.named_parameters() if id(p) in critic]
     DDP._set_params_and_buffers_to_ignore_for_model(module, ignore)
-    # Buffers (learned graphs, features) are kept identical by the model;
-    # broadcasting them every step would only cost time. (The option was
+    # Buffers (learned graphs, features) are kept identical by the sharded
+    # refresh; broadcasting them every step would only cost time. (The option was
     # renamed in newer PyTorch.)
     sig = inspect.signature(DDP.__init__).parameters
     no_sync = {'forward_sync_buffers': False} \

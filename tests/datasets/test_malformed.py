@@ -22,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from pyg_mmssl.data import DataError, build_data, split_edge_index
 from pyg_mmssl.data.graph import SPLITS
-from pyg_mmssl.data.io import READERS
+from pyg_mmssl.data.formats import READERS
 
 Files = Dict[str, Optional[bytes]]  # None: the file is absent
 

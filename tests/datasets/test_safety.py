@@ -17,7 +17,7 @@ from torch_geometric.data import InMemoryDataset
 
 from pyg_mmssl.data import DataError
 from pyg_mmssl.data.graph import EDGE
-from pyg_mmssl.data.io import load_sparse_pickle
+from pyg_mmssl.data.formats import load_sparse_pickle
 from pyg_mmssl.datasets import MultimodalRecDataset
 
 SPLITS = {'trnMat': [(0, 0), (0, 1), (1, 2), (2, 3), (3, 4)],

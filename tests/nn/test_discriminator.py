@@ -1,83 +1,11 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
-from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator, InputLayer,
-                                        gumbel_noise, gumbel_softmax_is_sparse,
-                                        input_grad_sq_norm, masked_score_rows,
-                                        rows_matmul_t, sampled_products,
-                                        sparse_matmul)
+from pyg_mmssl.nn.discriminator import (Discriminator, InputLayer,
+                                        input_grad_sq_norm)
+from pyg_mmssl.nn.rows import CriticRows
 
 B, I, D = 6, 40, 5
-
-
-def sparse_positions(gen):
-    # Distinct (row, col) positions, at least one per row.
-    mask = torch.rand(B, I, generator=gen) < 0.15
-    mask[torch.arange(B), torch.randint(0, I, (B, ), generator=gen)] = True
-    row, col = mask.nonzero().t()
-    return row, col
-
-
-def random_rows(gen, dense=False, grad=False):
-    row, col = sparse_positions(gen)
-    rows = CriticRows(
-        torch.randn(B, D, generator=gen, dtype=torch.double),
-        torch.randn(I, D, generator=gen, dtype=torch.double), row, col,
-        torch.randn(row.numel(), generator=gen, dtype=torch.double),
-        torch.randn(B, I, generator=gen, dtype=torch.double)
-        if dense else None)
-    if grad:
-        rows = CriticRows(*(t.requires_grad_() if t is not None and
-                            t.is_floating_point() else t for t in rows))
-    return rows
-
-
-@pytest.mark.parametrize('dense', [False, True])
-def test_critic_rows_match_their_dense_form(dense):
-    gen = torch.Generator().manual_seed(0)
-    rows = random_rows(gen, dense)
-    x = rows.left @ rows.right.t()
-    if dense:
-        x = x + rows.dense
-    x[rows.row, rows.col] += rows.value
-    assert torch.allclose(rows.to_dense(), x)
-    assert torch.allclose(rows.sq_norm(), x.pow(2).sum(-1))
-    assert torch.allclose(rows.normalize().to_dense(), F.normalize(x, dim=-1))
-    w = torch.randn(7, I, generator=gen, dtype=torch.double)
-    assert torch.allclose(rows.matmul_t(w), x @ w.t())
-
-
-def test_rows_matmul_t_of_mixed_row_sets():
-    # Row sets with and without a dense part, stacked in one product each.
-    gen = torch.Generator().manual_seed(4)
-    sets = [random_rows(gen, dense, grad=True)
-            for dense in (False, True, False, True)]
-    w = torch.randn(7, I, generator=gen, dtype=torch.double,
-                    requires_grad=True)
-    out = rows_matmul_t(sets, w)
-    expected = torch.cat([r.to_dense() for r in sets]) @ w.t()
-    assert torch.allclose(out, expected)
-    grad = torch.randn_like(out)
-    inputs = [w] + [t for r in sets for t in (r.left, r.right, r.value,
-                                             r.dense) if t is not None]
-    got = torch.autograd.grad(out, inputs, grad)
-    want = torch.autograd.grad(expected, inputs, grad)
-    for a, b in zip(got, want):
-        assert torch.allclose(a, b)
-
-
-def test_masked_score_rows_is_the_generated_distribution():
-    gen = torch.Generator().manual_seed(1)
-    row, col = sparse_positions(gen)
-    p_u, p_i = torch.randn(B, D, dtype=torch.double), torch.randn(
-        I, D, dtype=torch.double)
-    mask = torch.zeros(B, I, dtype=torch.double)
-    mask[row, col] = 1
-    expected = F.normalize((p_u @ p_i.t()) * (1 - mask), dim=-1)
-    out = masked_score_rows(p_u, p_i, row, col).normalize().to_dense()
-    assert torch.allclose(out, expected)
-    assert out[row, col].abs().max() < 1e-12
 
 
 @pytest.mark.parametrize('num_rows,width', [(3, 30), (30, 3)])
@@ -102,7 +30,7 @@ def critic_pair(seed=0, device='cpu'):
 
 
 @pytest.mark.parametrize('dense_real', [False, True])
-def test_exact_critic_matches_dense(dense_real, device,
+def test_exact_critic_matches_dense(dense_real, device, random_rows,
                                     assert_critic_gradient):
     gen = torch.Generator().manual_seed(2)
     real = to_device(random_rows(gen, dense_real), device).normalize()
@@ -140,7 +68,7 @@ def test_exact_critic_matches_dense(dense_real, device,
         assert torch.allclose(a, b, atol=1e-10)
 
 
-def test_input_layer_layout_and_linear_compat():
+def test_input_layer_layout_matches_linear():
     torch.manual_seed(3)
     linear = torch.nn.Linear(I, 7, bias=False)
     torch.manual_seed(3)
@@ -149,15 +77,11 @@ def test_input_layer_layout_and_linear_compat():
     assert torch.equal(layer.weight, linear.weight)  # same initial values
     x = torch.randn(3, I)
     assert torch.allclose(layer(x), linear(x))
-    # A checkpoint of the torch.nn.Linear layout loads.
-    other = InputLayer(I, 7)
-    other.load_state_dict(linear.state_dict())
-    assert torch.equal(other.weight, linear.weight)
-    assert other.weight_t.is_contiguous()
     assert repr(layer) == f'InputLayer({I}, 7)'
 
 
-def test_lowrank_critic_reads_critic_rows(device, assert_critic_gradient):
+def test_lowrank_critic_reads_critic_rows(device, random_rows,
+                                          assert_critic_gradient):
     gen = torch.Generator().manual_seed(4)
     torch.manual_seed(0)
     critic = Discriminator(I, 'lowrank', rank=4).double().to(device)
@@ -172,20 +96,6 @@ def test_lowrank_critic_reads_critic_rows(device, assert_critic_gradient):
     assert torch.allclose(critic(real), critic(real.to_dense()))
 
 
-def test_gumbel_softmax_sparsity():
-    assert gumbel_softmax_is_sparse(0.002, 1e-5)
-    assert gumbel_softmax_is_sparse(0.005, 1e-5)
-    assert not gumbel_softmax_is_sparse(0.05, 1e-5)
-    assert not gumbel_softmax_is_sparse(0.002, 0.1)
-    assert not gumbel_softmax_is_sparse(0.005, 1e-5, torch.double)
-    # Where it says so, the dense softmax is exactly zero off the ones.
-    torch.manual_seed(0)
-    mask = (torch.rand(64, 500) < 0.02).float()
-    mask[:, 0] = 1
-    out = torch.softmax((mask + 1e-5 * gumbel_noise(mask.shape)) / 0.005, -1)
-    assert torch.all(out[mask == 0] == 0)
-
-
 @pytest.mark.parametrize('num_rows,width', [(3, 30), (30, 3)])
 def test_input_grad_sq_norm_gradients(num_rows, width, device):
     delta = torch.randn(num_rows, width, dtype=torch.double, device=device,
@@ -194,34 +104,27 @@ def test_input_grad_sq_norm_gradients(num_rows, width, device):
                          requires_grad=True)
     assert torch.autograd.gradcheck(input_grad_sq_norm, (delta, weight))
 
+@pytest.mark.parametrize('critic', ['dense', 'exact'])
+def test_critic_reads_row_sources_in_its_form(critic, random_rows):
+    from pyg_mmssl.nn.rows import RowSource
+    gen = torch.Generator().manual_seed(7)
+    real = random_rows(gen).normalize()
+    fake = [random_rows(gen).normalize() for _ in range(2)]
+    asked = []
 
-def test_sampled_products(device):
-    gen = torch.Generator().manual_seed(6)
-    row, col = sparse_positions(gen)
-    # Row-sorted, columns in any order within a row.
-    perm = torch.randperm(row.numel(), generator=gen)
-    perm = perm[row[perm].sort(stable=True).indices]
-    row, col = row[perm].to(device), col[perm].to(device)
-    assert not bool((col[1:] >= col[:-1])[row[1:] == row[:-1]].all())
-    left = torch.randn(B, 4, dtype=torch.double, device=device,
-                       requires_grad=True)
-    right = torch.randn(I, 4, dtype=torch.double, device=device,
-                        requires_grad=True)
-    out = sampled_products(left, right, row, col)
-    assert torch.allclose(out, (left @ right.t())[row, col])
-    assert torch.autograd.gradcheck(
-        lambda a, b: sampled_products(a, b, row, col), (left, right))
+    def source(rows):
+        return RowSource(lambda: asked.append('dense') or rows.to_dense(),
+                         lambda: asked.append('factorised') or rows)
 
-
-def test_sparse_matmul_gradients(device):
-    gen = torch.Generator().manual_seed(5)
-    row, col = (t.to(device) for t in sparse_positions(gen))
-    value = torch.randn(row.numel(), dtype=torch.double, device=device,
-                        requires_grad=True)
-    other = torch.randn(I, 3, dtype=torch.double, device=device,
-                        requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda v, o: sparse_matmul(row, col, v, o, B), (value, other))
-    empty = torch.empty(0, dtype=torch.long, device=device)
-    out = sparse_matmul(empty, empty, value[:0], other, B)
-    assert out.shape == (B, 3) and out.abs().sum() == 0
+    torch.manual_seed(0)
+    d = Discriminator(I, critic).double()
+    form = 'dense' if critic == 'dense' else 'factorised'
+    as_read = (real.to_dense(), torch.cat([f.to_dense() for f in fake])) \
+        if critic == 'dense' else (real, fake)
+    torch.manual_seed(1)
+    expected = d.loss(*as_read)
+    torch.manual_seed(1)
+    got = d.loss(source(real), [source(f) for f in fake])
+    assert torch.allclose(got, expected)
+    assert set(asked) == {form} and len(asked) == 3
+    assert d.read(as_read[0]) is as_read[0]  # already in its form

@@ -11,8 +11,8 @@ from torch_geometric.data.data import BaseData
 
 from pyg_mmssl.data.graph import (ITEM, SPLITS, USER, DataError, build_data,
                                   modality_features, split_edge_index)
-from pyg_mmssl.data.io import FORMATS, READERS, feature_files, raw_file_names
-from pyg_mmssl.io import atomic_torch_save
+from pyg_mmssl.data.formats import FORMATS, READERS, feature_files, raw_file_names
+from pyg_mmssl.files import UnreadableFile, atomic_torch_save, load_plain
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _foreign(cache: Any) -> Optional[str]:
 
 class MultimodalRecDataset(InMemoryDataset):
     r"""A multimodal recommendation dataset read from files in one of the
-    formats of :mod:`pyg_mmssl.data.io` (``"mmssl"``, ``"diffmm"`` or
+    formats of :mod:`pyg_mmssl.data.formats` (``"mmssl"``, ``"diffmm"`` or
     ``"mmrec"``), with modality features discovered as
     ``<modality>_feat.npy``. The single graph is the
     :class:`~torch_geometric.data.HeteroData` of :func:`build_data`.
@@ -94,7 +94,7 @@ class MultimodalRecDataset(InMemoryDataset):
         force_reload (bool): Re-process even if a cache exists.
     """
     source_hint = ("provide the files in the layout described in "
-                   "pyg_mmssl.data.io")
+                   "pyg_mmssl.data.formats")
 
     def __init__(self, root: str, format: str, name: Optional[str] = None,
                  processed_dir: Optional[str] = None,
@@ -202,15 +202,9 @@ class MultimodalRecDataset(InMemoryDataset):
         if not osp.exists(path):
             raise CacheError("missing")
         try:
-            cache = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e:  # torch raises many types, with long messages
-            if 'Weights only load failed' in str(e):
-                reason = ("it holds objects other than tensors and plain "
-                          "values, which are never unpickled")
-            else:
-                first = (str(e).strip().splitlines() or [''])[0][:100]
-                reason = f"{type(e).__name__}: {first}"
-            raise CacheError(f"truncated or unreadable ({reason})") from e
+            cache = load_plain(path)
+        except UnreadableFile as e:
+            raise CacheError(f"truncated or unreadable ({e.reason})") from e
         problem = _foreign(cache)
         if problem is None and cache['format'] != self.format:
             problem = f"a '{cache['format']}' cache"

@@ -35,11 +35,8 @@ def available_backends() -> Tuple[str, ...]:
 def default_backend(device: torch.device) -> str:
     r"""The fastest available backend as measured by
     ``benchmarks/propagation.py`` (forward + backward of a user-item-user
-    hop): ``torch_sparse`` when installed, else ``torch.sparse`` CSR. On this
-    project's 2-core CPU, at TikTok size with 624k edges: sparse_tensor 93 ms,
-    csr 113 ms, edge_index 619 ms, scatter 615 ms. On an H200 (CUDA, PyG 2.8
-    without torch_sparse) every backend takes 0.5-2.6 ms, launch-bound,
-    and csr is the fastest at 250k and 621k edges (0.9 and 1.2 ms).
+    hop; figures in ``benchmarks/RESULTS.md``): ``torch_sparse`` when
+    installed, else ``torch.sparse`` CSR, on CPU and CUDA alike.
     (:class:`EdgeIndex` runs unfused: its fused matmul's backward is wrong
     on rectangular adjacencies in PyG 2.8, see :class:`MMSSLConv`.)"""
     del device  # the same choice on CPU and CUDA

@@ -1,209 +1,19 @@
-r"""MMSSL's critic, and the factorised form of its inputs that makes it cheap.
-
-The critic reads item-wide rows :math:`\mathbf{x} \in \mathbb{R}^I`. MMSSL's
-rows are a low-rank product plus a sparse part (generated rows are
-:math:`\mathbf{p}_u \mathbf{P}_i^\top` with the training items zeroed;
-the Gumbel-softmax of an observed row is non-zero only on its training
-items), so the critic's only :math:`I`-wide product, its first layer, can be
-computed without forming them (:class:`CriticRows`).
-"""
+r"""MMSSL's critic: a Wasserstein critic over users' preference rows across
+all items, reading them dense or in the factorised form of
+:mod:`pyg_mmssl.nn.rows` that makes it cheap."""
 import math
 from contextlib import contextmanager
-from itertools import accumulate
-from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from pyg_mmssl.nn.dropout import Dropout
-from pyg_mmssl.nn.spmm import sorted_csr, transposed_csr
+from pyg_mmssl.nn.rows import CriticRows, Rows, RowSource, rows_matmul_t
 
 CRITICS = ('dense', 'exact', 'lowrank')
-
-
-class CriticRows(NamedTuple):
-    r"""``B`` critic input rows in factorised form,
-
-    .. math::
-        \mathbf{X} = \mathbf{L} \mathbf{R}^\top + \mathbf{S} \; (+
-        \mathbf{D}),
-
-    a rank-:math:`d` product (:obj:`left` ``[B, d]``, :obj:`right`
-    ``[I, d]``), a sparse part :math:`\mathbf{S}` given by distinct
-    ``(row, col)`` positions with :obj:`value`, and an optional dense part
-    :math:`\mathbf{D}` ``[B, I]``. Every operation is differentiable."""
-    left: Tensor
-    right: Tensor
-    row: Tensor
-    col: Tensor
-    value: Tensor
-    dense: Optional[Tensor] = None
-
-    @property
-    def num_rows(self) -> int:
-        return self.left.size(0)
-
-    def scale(self, factor: Tensor) -> 'CriticRows':
-        r"""Rows multiplied by ``factor`` ``[B]``."""
-        dense = None if self.dense is None else self.dense * factor.view(-1, 1)
-        value = self.value * factor.index_select(0, self.row)
-        return self._replace(left=self.left * factor.view(-1, 1), value=value,
-                             dense=dense)
-
-    def sq_norm(self) -> Tensor:
-        r""":math:`\|\mathbf{x}_b\|^2` of every row, through the Gram matrix
-        :math:`\mathbf{R}^\top \mathbf{R}` and :func:`sampled_products`."""
-        left, right, row, col, value = self[:5]
-        out = ((left @ (right.t() @ right)) * left).sum(-1)
-        at = sampled_products(left, right, row, col)  # L R^T at S's entries
-        cross = value * (value + 2 * at)
-        if self.dense is not None:
-            d = self.dense
-            out = out + d.pow(2).sum(-1) + 2 * (left * (d @ right)).sum(-1)
-            cross = cross + 2 * value * d[row, col]
-        return out.index_add(0, row, cross)
-
-    def normalize(self, eps: float = 1e-12) -> 'CriticRows':
-        r"""Rows divided by :math:`\max(\|\mathbf{x}_b\|, \epsilon)`, as
-        :func:`torch.nn.functional.normalize`."""
-        norm = self.sq_norm().clamp_min(eps * eps).sqrt()
-        return self.scale(1 / norm)
-
-    def matmul_t(self, weight: Tensor) -> Tensor:
-        r""":math:`\mathbf{X} \mathbf{W}^\top` for ``weight``
-        :math:`\mathbf{W}` ``[w, I]`` (:func:`rows_matmul_t`)."""
-        return rows_matmul_t([self], weight)
-
-    def to_dense(self) -> Tensor:
-        r"""The rows as a dense ``[B, I]`` tensor (for tests)."""
-        out = self.left @ self.right.t()
-        if self.dense is not None:
-            out = out + self.dense
-        return out.index_put((self.row, self.col), self.value,
-                             accumulate=True)
-
-    def detach(self) -> 'CriticRows':
-        return CriticRows(*(None if t is None else t.detach() for t in self))
-
-
-Rows = Union[Tensor, CriticRows, Sequence[CriticRows]]
-
-
-class SparseMatmul(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, row, col, value, other, num_rows):
-        ctx.save_for_backward(row, col, value, other)
-        ctx.num_rows = num_rows
-        return sorted_csr(row, col, value, num_rows, other.size(0)) @ other
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        row, col, value, other = ctx.saved_tensors
-        grad_value = grad_other = None
-        if ctx.needs_input_grad[2]:  # <grad_out[row], other[col]>
-            grad_value = _sampled_products(grad_out, other, row, col)
-        if ctx.needs_input_grad[3]:  # S^T grad_out
-            grad_other = transposed_csr(row, col, value, ctx.num_rows,
-                                        other.size(0)) @ grad_out
-        return None, None, grad_value, grad_other, None
-
-
-def _sampled_products(a: Tensor, b: Tensor, row: Tensor,
-                      col: Tensor) -> Tensor:
-    r""":math:`\langle \mathbf{a}_{r}, \mathbf{b}_{c} \rangle` for every
-    ``(r, c)`` in ``(row, col)`` (row-sorted): the entries of :math:`\mathbf{A}
-    \mathbf{B}^\top` there, by one sampled dense-dense product
-    (:func:`torch.sparse.sampled_addmm`) on their CSR pattern, which reads
-    only the rows it needs. (On this project's CPU, 20k positions of width
-    1,677 in 391 rows: 9 ms, against 144 ms through the dense product and 67
-    ms by gathering rows; width 64: 0.4 against 1.5 ms.)"""
-    if row.numel() == 0:
-        return a.new_zeros(0)
-    pattern = sorted_csr(row, col, a.new_zeros(row.numel()), a.size(0),
-                         b.size(0))
-    # B^T as a view of contiguous B: the layout the CPU kernel reads fastest.
-    return torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0).values()
-
-
-class SampledProducts(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, left, right, row, col):
-        ctx.save_for_backward(left, right, row, col)
-        return _sampled_products(left, right, row, col)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        left, right, row, col = ctx.saved_tensors
-        grad_left = grad_right = None
-        size = (left.size(0), right.size(0))
-        if ctx.needs_input_grad[0]:  # S right, S = grad_out at (row, col)
-            grad_left = sorted_csr(row, col, grad_out, *size) @ right
-        if ctx.needs_input_grad[1]:  # S^T left
-            grad_right = transposed_csr(row, col, grad_out, *size) @ left
-        return grad_left, grad_right, None, None
-
-
-def sampled_products(left: Tensor, right: Tensor, row: Tensor,
-                     col: Tensor) -> Tensor:
-    r""":math:`(\mathbf{L} \mathbf{R}^\top)_{rc}` at distinct, row-sorted
-    ``(row, col)``, differentiable in ``left`` and ``right`` (first order;
-    the backward is two CSR products)."""
-    return SampledProducts.apply(left, right, row, col)
-
-
-def sparse_matmul(row: Tensor, col: Tensor, value: Tensor, other: Tensor,
-                  num_rows: int) -> Tensor:
-    r""":math:`\mathbf{S} \mathbf{O}` for the sparse ``[num_rows, N]``
-    matrix :math:`\mathbf{S}` with entries ``value`` at distinct, row-sorted
-    ``(row, col)`` and a dense ``other`` :math:`\mathbf{O}` ``[N, w]``,
-    differentiable in ``value`` and ``other`` (contiguous ``[N, w]``).
-    Forward and the gradient of :math:`\mathbf{O}` are CSR products; the
-    gradient of ``value`` is :math:`\partial\mathbf{Y}\,\mathbf{O}^\top`
-    at the positions (:func:`_sampled_products`)."""
-    # Contiguous rows of ``other``: what both CSR products read.
-    return SparseMatmul.apply(row, col, value, other.contiguous(), num_rows)
-
-
-def rows_matmul_t(rows: Sequence[CriticRows], weight: Tensor) -> Tensor:
-    r"""The row sets :math:`\mathbf{X}_j = \mathbf{L}_j \mathbf{R}_j^\top +
-    \mathbf{S}_j (+ \mathbf{D}_j)` stacked, times :math:`\mathbf{W}^\top`
-    for ``weight`` :math:`\mathbf{W}` ``[w, I]``: :math:`\mathbf{L}_j
-    \mathbf{P}_j^\top` with :math:`[\mathbf{P}_1 \cdots \mathbf{P}_m] =
-    \mathbf{W} [\mathbf{R}_1 \cdots \mathbf{R}_m]` (one product), plus one
-    sparse-dense product of all the sparse parts stacked
-    (:func:`sparse_matmul`), plus one product of the dense parts stacked
-    (only the sets that have one). One product of each kind means one
-    ``[w, I]`` gradient of each kind for :math:`\mathbf{W}`, not one per row
-    set."""
-    proj = weight @ torch.cat([r.right for r in rows], dim=1)
-    proj = proj.split([r.right.size(1) for r in rows], dim=1)
-    out = torch.cat([r.left @ p.t() for r, p in zip(rows, proj)])
-    offsets = list(accumulate([r.num_rows for r in rows], initial=0))
-    out = out + sparse_matmul(
-        torch.cat([r.row + offset for r, offset in zip(rows, offsets)]),
-        torch.cat([r.col for r in rows]), torch.cat([r.value for r in rows]),
-        weight.t(), out.size(0))
-    dense = [(offset, r.dense) for r, offset in zip(rows, offsets)
-             if r.dense is not None]
-    if not dense:
-        return out
-    # The dense parts stacked, one product, added to their sets' rows.
-    index = torch.cat([
-        torch.arange(offset, offset + d.size(0), device=out.device)
-        for offset, d in dense
-    ])
-    return out.index_add(0, index,
-                         torch.cat([d for _, d in dense]) @ weight.t())
-
-
-def masked_score_rows(left: Tensor, right: Tensor, row: Tensor,
-                      col: Tensor) -> CriticRows:
-    r""":math:`\mathbf{L} \mathbf{R}^\top` with the ``(row, col)`` entries
-    set to zero, in factorised form."""
-    return CriticRows(left, right, row, col,
-                      -sampled_products(left, right, row, col))
+Input = Union[Rows, RowSource, List[RowSource]]
 
 
 class InputGradSqNorm(torch.autograd.Function):
@@ -264,8 +74,7 @@ class InputLayer(torch.nn.Module):
     :class:`torch.nn.Linear`. The parameter is :math:`\mathbf{W}_1^\top`
     ``[in, out]`` (:obj:`weight_t`): the sparse products read its rows, and
     its gradients and optimiser state then all share that layout, so a step
-    makes no ``[in, out]`` copies. :obj:`weight` is the ``[out, in]`` view.
-    Loads checkpoints that hold ``weight`` ``[out, in]``."""
+    makes no ``[in, out]`` copies. :obj:`weight` is the ``[out, in]`` view."""
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -288,12 +97,6 @@ class InputLayer(torch.nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x @ self.weight_t
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if prefix + 'weight' in state_dict:  # torch.nn.Linear's layout
-            state_dict[prefix + 'weight_t'] = \
-                state_dict.pop(prefix + 'weight').t()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.in_channels}, '
@@ -334,7 +137,7 @@ class Discriminator(torch.nn.Module):
             :math:`I/4 \to I/8` after a rank-:math:`r` layer, the second
             layer alone would cost :math:`I^2/32` per row), so a step costs
             :math:`O((I + B) r d + \mathrm{nnz} \cdot r)`.
-            (default: :obj:`"dense"`)
+            (default: :obj:`"lowrank"`)
         rank (int): Rank of the ``"lowrank"`` first layer.
             (default: :obj:`64`)
         dropout ((float, float)): Dropout after the two hidden layers.
@@ -342,7 +145,8 @@ class Discriminator(torch.nn.Module):
         negative_slope (float): LeakyReLU slope (must not be 1, which would
             make the critic linear). (default: :obj:`0.2`)
     """
-    def __init__(self, num_items: int, critic: str = 'dense', rank: int = 64,
+    def __init__(self, num_items: int, critic: str = 'lowrank',
+                 rank: int = 64,
                  dropout: Tuple[float, float] = (0.31, 0.5),
                  negative_slope: float = 0.2):
         super().__init__()
@@ -376,6 +180,20 @@ class Discriminator(torch.nn.Module):
             if module is not self and hasattr(module, 'reset_parameters'):
                 module.reset_parameters()
 
+    def read(self, x: Input) -> Rows:
+        r"""The rows of ``x`` in the form this critic reads: a
+        :class:`RowSource` is built dense for ``"dense"`` and as
+        :class:`CriticRows` otherwise; a list of sources (one per generator)
+        becomes one dense tensor (rows concatenated) or a list of
+        :class:`CriticRows`. Tensors and :class:`CriticRows` pass as they
+        are."""
+        if isinstance(x, RowSource):
+            return x.factorised() if self.factorised else x.dense()
+        if isinstance(x, list) and x and isinstance(x[0], RowSource):
+            rows = [self.read(source) for source in x]
+            return rows if self.factorised else torch.cat(rows)
+        return x
+
     def first_layer(self, x: Rows) -> Tensor:
         r""":math:`\mathbf{x}\mathbf{W}_1^\top` of dense rows, of
         :class:`CriticRows`, or of a list of them (concatenated)."""
@@ -384,20 +202,29 @@ class Discriminator(torch.nn.Module):
         rows = [x] if isinstance(x, CriticRows) else list(x)
         return rows_matmul_t(rows, self.input.weight)
 
-    def forward(self, x: Rows) -> Tensor:
-        return self.head(self.first_layer(x)).view(-1)
+    def forward(self, x: Input) -> Tensor:
+        return self.head(self.first_layer(self.read(x))).view(-1)
 
     @contextmanager
     def frozen(self) -> Iterator[None]:
-        r"""Parameters excluded from autograd (for the generator's term,
-        whose gradient the critic does not use)."""
+        r"""The critic as a fixed function, for the generator's term: its
+        parameters excluded from autograd (the critic does not use that
+        gradient) and its batch-norm running statistics left as they are
+        (batch norm still normalises by the batch in training mode)."""
         flags = [p.requires_grad for p in self.parameters()]
+        norms = [m for m in self.modules()
+                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        tracking = [m.track_running_stats for m in norms]
         self.requires_grad_(False)
+        for m in norms:
+            m.track_running_stats = False
         try:
             yield
         finally:
             for p, flag in zip(self.parameters(), flags):
                 p.requires_grad_(flag)
+            for m, flag in zip(norms, tracking):
+                m.track_running_stats = flag
 
     def gradient_penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         r""":math:`\mathbb{E}[(\|\nabla D(\hat{\mathbf{x}})\|_2 - 1)^2]` at
@@ -409,12 +236,16 @@ class Discriminator(torch.nn.Module):
                                     create_graph=True)
         return (grad.norm(2, dim=1) - 1).pow(2).mean()
 
-    def loss(self, real: Rows, fake: Rows, gp_weight: float = 0.3) -> Tensor:
+    def loss(self, real: Input, fake: Input,
+             gp_weight: float = 0.3) -> Tensor:
         r"""The critic loss :math:`\mathcal{L}_D` for ``B`` ``real`` rows and
         ``M B`` ``fake`` rows (``M`` generators, each paired with the same
-        real rows for the penalty): dense ``[B, I]`` / ``[M B, I]`` tensors
-        for the ``"dense"`` critic, :class:`CriticRows` (fake: a list of
-        ``M``) otherwise. Inputs are detached."""
+        real rows for the penalty): :class:`RowSource` (fake: a list of
+        ``M``), or already in the critic's form (:meth:`read`): dense
+        ``[B, I]`` / ``[M B, I]`` tensors for the ``"dense"`` critic,
+        :class:`CriticRows` (fake: a list of ``M``) otherwise. Inputs are
+        detached."""
+        real, fake = self.read(real), self.read(fake)
         if isinstance(real, Tensor):
             real, fake = real.detach(), fake.detach()
             repeats = fake.size(0) // real.size(0)
@@ -438,31 +269,3 @@ class Discriminator(torch.nn.Module):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.input}, '
                 f'critic={self.critic})')
-
-
-# Range of the Gumbel noise -log(-log(u)) for u clamped to
-# [1e-10, 1 - 1e-7], as in :meth:`MMSSL.real_distribution`.
-GUMBEL_MIN = -math.log(-math.log(1e-10))
-GUMBEL_MAX = -math.log(-math.log1p(-1e-7))
-
-
-def gumbel_softmax_is_sparse(tau: float, eps: float,
-                             dtype: torch.dtype = torch.float32) -> bool:
-    r"""Whether :math:`\mathrm{softmax}((\mathbf{r}_u + \epsilon \mathbf{g})
-    / \tau)` of a binary row with at least one one is exactly zero, in
-    ``dtype``, outside the row's ones: true when the logit gap
-    :math:`(1 - \epsilon (g_{max} - g_{min})) / \tau` exceeds
-    :math:`-\ln` of the smallest positive ``dtype`` number (so
-    :math:`e^{-\text{gap}}` underflows to zero)."""
-    info = torch.finfo(dtype)
-    smallest = info.tiny * info.eps  # smallest subnormal
-    gap = (1 - eps * (GUMBEL_MAX - GUMBEL_MIN)) / tau
-    return gap > -math.log(smallest) + 1
-
-
-def gumbel_noise(shape, device=None, dtype=None) -> Tensor:
-    r"""Standard Gumbel noise :math:`-\ln(-\ln u)`, :math:`u` uniform and
-    clamped to :math:`[10^{-10}, 1 - 10^{-7}]`."""
-    u = torch.rand(shape, device=device, dtype=dtype)
-    return -torch.log(-torch.log(u.clamp_(1e-10, 1 - 1e-7)))
-

@@ -1,4 +1,7 @@
-r"""Loss functions shared by the models."""
+r"""Loss functions shared by the models, and the Gumbel noise of MMSSL's
+real distributions."""
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -35,3 +38,30 @@ def info_nce(z1: Tensor, z2: Tensor, tau: float = 0.5) -> Tensor:
     within = within.masked_fill(eye, float('-inf'))
     logits = torch.cat([between, within], dim=1)
     return (torch.logsumexp(logits, dim=1) - between.diagonal()).mean()
+
+
+# Range of the Gumbel noise -log(-log(u)) for u clamped to
+# [1e-10, 1 - 1e-7], as :func:`gumbel_noise` draws it.
+GUMBEL_MIN = -math.log(-math.log(1e-10))
+GUMBEL_MAX = -math.log(-math.log1p(-1e-7))
+
+
+def gumbel_softmax_is_sparse(tau: float, eps: float,
+                             dtype: torch.dtype = torch.float32) -> bool:
+    r"""Whether :math:`\mathrm{softmax}((\mathbf{r}_u + \epsilon \mathbf{g})
+    / \tau)` of a binary row with at least one one is exactly zero, in
+    ``dtype``, outside the row's ones: true when the logit gap
+    :math:`(1 - \epsilon (g_{max} - g_{min})) / \tau` exceeds
+    :math:`-\ln` of the smallest positive ``dtype`` number (so
+    :math:`e^{-\text{gap}}` underflows to zero)."""
+    info = torch.finfo(dtype)
+    smallest = info.tiny * info.eps  # smallest subnormal
+    gap = (1 - eps * (GUMBEL_MAX - GUMBEL_MIN)) / tau
+    return gap > -math.log(smallest) + 1
+
+
+def gumbel_noise(shape, device=None, dtype=None) -> Tensor:
+    r"""Standard Gumbel noise :math:`-\ln(-\ln u)`, :math:`u` uniform and
+    clamped to :math:`[10^{-10}, 1 - 10^{-7}]`."""
+    u = torch.rand(shape, device=device, dtype=dtype)
+    return -torch.log(-torch.log(u.clamp_(1e-10, 1 - 1e-7)))

@@ -5,60 +5,34 @@ value can be overridden from the CLI (``pyg-mmssl train --<field> VALUE``).
 """
 import inspect
 import re
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import asdict, field, fields, make_dataclass, replace
+from typing import Any, Dict, List, Tuple
 
-from pyg_mmssl.nn.discriminator import CRITICS
+from pyg_mmssl.nn.models import MMGCN, MMSSL, LightGCN
 from pyg_mmssl.train import TrainConfig
 
 
-@dataclass
-class LightGCNConfig:
-    embedding_dim: int = 64
-    num_layers: int = 3
-    reg: float = 1e-4
-    backend: Optional[str] = None
+def model_config(model: type) -> type:
+    r"""The configuration dataclass of ``model``: one field per constructor
+    argument that has a default (the data arguments have none), with that
+    default and annotation, and the argument's allowed values (the model's
+    :attr:`choices`) as the field's ``choices`` metadata. The constructor's
+    signature is the one source of the options and their defaults; its
+    docstring gives each flag's help."""
+    out = []
+    for name, p in inspect.signature(model.__init__).parameters.items():
+        if p.default is inspect.Parameter.empty or p.kind is p.VAR_KEYWORD:
+            continue
+        meta = {'choices': model.choices[name]} if name in model.choices \
+            else {}
+        out.append((name, p.annotation, field(default=p.default,
+                                               metadata=meta)))
+    return make_dataclass(f'{model.__name__}Config', out)
 
 
-@dataclass
-class MMSSLConfig:
-    r"""Arguments of :class:`pyg_mmssl.nn.models.MMSSL` (see there). Defaults
-    are the released code's (method file, section 2.5)."""
-    embedding_dim: int = 64
-    num_layers: int = 2
-    modality_layers: int = 1
-    dropout: float = 0.2
-    lambda_id: float = 0.36
-    lambda_f: float = 0.55
-    heads: int = 4
-    reg: float = 1e-5
-    feat_reg: float = 1e-5
-    cl_rate: float = 0.03
-    tau: float = 0.5
-    g_rate: float = 1e-4
-    gp_weight: float = 0.3
-    real_mix: float = 100.0
-    tau_real: float = 0.005
-    gumbel_eps: float = 1e-5
-    refresh_every: int = 1
-    topk_rate: float = 1e-4
-    critic: str = field(default='lowrank', metadata={'choices': CRITICS})
-    critic_rank: int = 64
-    adversarial: bool = True
-    contrastive: bool = True
-    gumbel: bool = True
-    attention: bool = True
-    backend: Optional[str] = None
-
-
-@dataclass
-class MMGCNConfig:
-    embedding_dim: int = 64
-    num_layers: int = 2
-    combine: str = 'concat'
-    reg: float = 1e-4
-    backend: Optional[str] = None
-
+LightGCNConfig = model_config(LightGCN)
+MMGCNConfig = model_config(MMGCN)
+MMSSLConfig = model_config(MMSSL)
 
 MODEL_CONFIGS = {
     'lightgcn': LightGCNConfig,
@@ -71,8 +45,8 @@ MODEL_CONFIGS = {
 PRESETS: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {
     ('lightgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
     ('mmgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
-    # MMSSL: the released code's values (method file, section 2.5), with its
-    # TikTok and Amazon settings. Batches are 1024 interactions (59 steps per
+    # MMSSL: the released code's values (its defaults are the constructor's),
+    # with its TikTok and Amazon settings. Batches are 1024 interactions (59 steps per
     # TikTok epoch, as the reference's 1024-user batches).
     ('mmssl', 'default'): {'train': {'lr': 5.5e-4, 'batch_size': 1024}},
     ('mmssl', 'tiktok'): {
@@ -106,6 +80,13 @@ def preset(model: str, dataset: str, strict: bool = False
     model_cfg = MODEL_CONFIGS[model](**values.get('model', {}))
     train_cfg = TrainConfig(**values.get('train', {}))
     return model_cfg, train_cfg
+
+
+def build_model(name: str, config, data):
+    r"""Model ``name`` for ``data`` (a :class:`HeteroData`) with the options
+    of ``config``, one of :data:`MODEL_CONFIGS`."""
+    from pyg_mmssl.nn.models import MODELS
+    return MODELS[name].from_data(data, **asdict(config))
 
 
 def override(config, values: Dict[str, Any]):

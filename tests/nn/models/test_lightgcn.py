@@ -1,8 +1,6 @@
-import pytest
 import torch
 
 from pyg_mmssl.data import split_edge_index
-from pyg_mmssl.nn.adjacency import BACKENDS, available_backends
 from pyg_mmssl.nn.models import LightGCN
 
 
@@ -18,24 +16,6 @@ def test_matches_pyg_lightgcn_with_gcn_norm(tiny_data):
     full = torch.cat([torch.stack([u, i]), torch.stack([i, u])], 1)
     out = ref.get_embedding(full)
     assert torch.allclose(torch.cat([emb.user, emb.item]), out, atol=1e-6)
-
-
-@pytest.mark.parametrize('backend', BACKENDS)
-def test_backends_agree(tiny_data, backend, device):
-    if backend not in available_backends():
-        pytest.skip(f"backend '{backend}' needs torch_sparse")
-    torch.manual_seed(0)
-    ref = LightGCN.from_data(tiny_data, embedding_dim=8,
-                             backend='scatter').to(device)
-    torch.manual_seed(0)
-    model = LightGCN.from_data(tiny_data, embedding_dim=8,
-                               backend=backend).to(device)
-    user, pos, neg = (torch.tensor(t, device=device)
-                      for t in ([0, 1], [2, 3], [4, 5]))
-    for m in (ref, model):
-        m.loss(user, pos, neg)['loss'].backward()
-    assert torch.allclose(model.model.embedding.weight.grad,
-                          ref.model.embedding.weight.grad, atol=1e-6)
 
 
 def test_recommend_excludes_training_items(tiny_data, device):

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from pyg_mmssl.nn.adjacency import BACKENDS, available_backends
 from pyg_mmssl.nn.models import MMGCN
 from pyg_mmssl.train import TrainConfig, Trainer
 
@@ -17,22 +16,6 @@ def test_every_parameter_gets_a_gradient(tiny_data, combine, device):
     model.loss(*(t.to(device) for t in BATCH))['loss'].backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-@pytest.mark.parametrize('backend', BACKENDS)
-def test_backends_agree(tiny_data, backend, device):
-    if backend not in available_backends():
-        pytest.skip(f"backend '{backend}' needs torch_sparse")
-    out = {}
-    for b in ('scatter', backend):
-        torch.manual_seed(0)
-        model = MMGCN.from_data(tiny_data, embedding_dim=8,
-                                backend=b).to(device)
-        loss = model.loss(*(t.to(device) for t in BATCH))['loss']
-        loss.backward()
-        out[b] = (loss, model.id_emb.weight.grad)
-    assert torch.allclose(out['scatter'][0], out[backend][0], atol=1e-6)
-    assert torch.allclose(out['scatter'][1], out[backend][1], atol=1e-6)
 
 
 def test_trains_and_uses_each_modality(tiny_data):

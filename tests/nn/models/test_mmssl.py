@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pyg_mmssl.nn.adjacency import BACKENDS, available_backends
+from pyg_mmssl.nn.adjacency import available_backends
 from pyg_mmssl.nn.attention import ModalityAttention
 from pyg_mmssl.nn.discriminator import CRITICS, Discriminator
 from pyg_mmssl.nn.models import MMSSL
@@ -19,19 +19,27 @@ def batch():
             torch.tensor([8, 9, 10, 11, 12, 13]))
 
 
-def step(model, d_opt=None, opt=None):
+def step(model, d_opt=None, opt=None, index=0):
+    r"""Training step ``index`` as the trainer takes it (see
+    ``Recommender``'s docstring); returns the loss terms, the critic's
+    ``"d"`` included, and the critic's gradients."""
     grads = {}
-
-    def d_step(loss):
+    device = next(model.parameters()).device
+    user, pos, neg = (t.to(device) for t in batch())
+    out = model()
+    terms = {}
+    if d_opt is not None:
+        d_loss = model.critic_loss(user, out)
         d_opt.zero_grad()
-        loss.backward()
+        d_loss.backward()
         grads.update({n: p.grad.clone() for n, p in
                       model.discriminator.named_parameters()})
         d_opt.step()
-
-    device = next(model.parameters()).device
-    terms = model.loss(*(t.to(device) for t in batch()),
-                       d_step if d_opt else None)
+        terms['d'] = d_loss.detach()
+    terms.update(model.loss(user, pos, neg, out))
+    every = model.schedule().refresh_every
+    if every and index % every == 0:
+        model.refresh_graphs(out)
     if opt is not None:
         opt.zero_grad()
     terms['loss'].backward()
@@ -66,7 +74,7 @@ def test_every_parameter_gets_a_gradient(tiny_data, critic, device,
 def test_loss_terms_change_over_steps(tiny_data):
     model = MMSSL.from_data(tiny_data, **SMALL)
     d_opt, opt = optimisers(model)
-    history = [step(model, d_opt, opt)[0] for _ in range(4)]
+    history = [step(model, d_opt, opt, i)[0] for i in range(4)]
     for key in ('loss', 'bpr', 'reg', 'feat_reg', 'cl', 'adv', 'd'):
         values = [float(h[key].detach()) for h in history]
         assert len(set(values)) == len(values), (key, values)
@@ -118,15 +126,15 @@ def test_attention_in_model_depends_on_modalities(tiny_data):
     # Features enter attention through the learned graphs after a refresh.
     with torch.no_grad():
         out = model()
-    model.refresh_graphs(out.user_modal, out.item_modal)
+    model.refresh_graphs(out)
     assert (model().attention - att).abs().max() > 1e-4
 
 
 def test_refresh_gives_k_edges_per_user_and_never_empty(tiny_data, device):
     model = MMSSL.from_data(tiny_data, **SMALL).to(device)
     d_opt, opt = optimisers(model)
-    for _ in range(3):
-        step(model, d_opt, opt)
+    for i in range(3):
+        step(model, d_opt, opt, i)
     train = model.train_edge_index
     for m in model.modalities:
         ei = model.learned_edge_index(m)
@@ -145,8 +153,8 @@ def test_refresh_every_t_steps(tiny_data):
     model = MMSSL.from_data(tiny_data, **{**SMALL, 'refresh_every': 3})
     d_opt, opt = optimisers(model)
     seen = []
-    for _ in range(4):
-        step(model, d_opt, opt)
+    for i in range(4):
+        step(model, d_opt, opt, i)
         seen.append(model.learned_edge_index('image').clone())
     assert seen[0].shape == seen[1].shape and torch.equal(seen[1], seen[2])
     assert not torch.equal(seen[2], seen[3])  # refreshed at step 3
@@ -201,7 +209,7 @@ def test_exact_critic_trains_like_dense(tiny_data, device):
         model = MMSSL.from_data(tiny_data, **SMALL, critic=critic,
                                 gumbel=False).to(device)
         d_opt, opt = optimisers(model)
-        terms[critic] = [step(model, d_opt, opt)[0] for _ in range(3)]
+        terms[critic] = [step(model, d_opt, opt, i)[0] for i in range(3)]
     for a, b in zip(terms['dense'], terms['exact']):
         for key in ('loss', 'adv', 'd'):
             assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
@@ -218,27 +226,6 @@ def test_stacked_layers_differ(tiny_data):
     assert not torch.allclose(outs[1, 1].user, outs[2, 1].user, atol=1e-4)
     assert not torch.allclose(outs[1, 1].user_modal['image'],
                               outs[1, 2].user_modal['image'], atol=1e-4)
-
-
-@pytest.mark.parametrize('backend', BACKENDS)
-def test_backends_agree(tiny_data, backend, device):
-    if backend not in available_backends():
-        pytest.skip(f"backend '{backend}' needs torch_sparse")
-    results = {}
-    for b in ('scatter', backend):
-        torch.manual_seed(0)
-        model = MMSSL.from_data(tiny_data, backend=b, **SMALL).to(device)
-        d_opt, _ = optimisers(model)
-        torch.manual_seed(1)
-        terms, _ = step(model, d_opt)
-        critic = {id(p) for p in model.discriminator_parameters()}
-        results[b] = (terms, {n: p.grad for n, p in model.named_parameters()
-                              if id(p) not in critic})
-    (t1, g1), (t2, g2) = results['scatter'], results[backend]
-    for key in t1:
-        assert torch.allclose(t1[key], t2[key], atol=1e-5, rtol=1e-4), key
-    for name in g1:
-        assert torch.allclose(g1[name], g2[name], atol=1e-5, rtol=1e-4), name
 
 
 @pytest.mark.parametrize('switch', ['adversarial', 'contrastive', 'gumbel',
@@ -313,3 +300,42 @@ def test_copy_pickle_and_cast_after_graphs_are_cached(tiny_data, backend):
     double = model.double().get_embedding()
     assert double.user.dtype == torch.float64
     assert torch.allclose(double.user.float(), emb.user, atol=1e-5)
+
+
+@pytest.mark.parametrize('critic', CRITICS)
+def test_loss_changes_no_state(tiny_data, critic):
+    model = MMSSL.from_data(tiny_data, **SMALL, critic=critic)
+    d_opt, opt = optimisers(model)
+    step(model, d_opt, opt)  # learned graphs and critic statistics set
+    user, pos, neg = batch()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    graphs = [model.learned_edge_index(m).clone() for m in model.modalities]
+    out = model()
+    terms = []
+    for _ in range(2):
+        torch.manual_seed(3)  # the same critic dropout masks
+        terms.append(model.loss(user, pos, neg, out))
+    for key in terms[0]:
+        assert torch.equal(terms[0][key], terms[1][key]), key
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    for m, graph in zip(model.modalities, graphs):
+        assert torch.equal(model.learned_edge_index(m), graph)
+    # critic_loss moves the critic's batch-norm statistics alone, as any
+    # training forward pass of a module with batch norm does.
+    model.critic_loss(user, out)
+    changed = {k for k, v in model.state_dict().items()
+               if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith('discriminator.head.') and
+                           ('running_' in k or 'num_batches' in k)
+                           for k in changed), changed
+
+
+def test_schedule_follows_the_options(tiny_data):
+    from pyg_mmssl.nn.models.base import Schedule
+    model = MMSSL.from_data(tiny_data, **{**SMALL, 'refresh_every': 5})
+    assert model.schedule() == Schedule(critic_steps=1, refresh_every=5)
+    plain = MMSSL.from_data(tiny_data, **{**SMALL, 'adversarial': False})
+    assert plain.schedule() == Schedule()

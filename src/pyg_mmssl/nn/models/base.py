@@ -1,5 +1,7 @@
 r"""What every pyg_mmssl recommender shares, and the interface the trainer
-drives: ``loss`` (named terms), ``get_embedding`` and ``recommend``."""
+drives: ``forward``, ``loss`` (named terms), ``get_embedding`` and
+``recommend``, plus the training hooks of models that learn more than
+embeddings (``schedule``, ``critic_loss``, ``refresh_graphs``)."""
 from typing import (Callable, Dict, Iterable, List, NamedTuple, Optional,
                     Sequence)
 
@@ -9,18 +11,38 @@ from torch_geometric.data import HeteroData
 
 from pyg_mmssl.data.graph import modality_features, split_edge_index, \
     to_csr
-from pyg_mmssl.nn.adjacency import (BipartiteGraph, Propagation,
+from pyg_mmssl.nn.adjacency import (BACKENDS, BipartiteGraph, Propagation,
                                     check_backend, default_backend,
                                     homogeneous_adjacency)
 from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.ranking import CSR, topk_chunks
 
-DiscriminatorStep = Callable[[Tensor], None]
-
-
 class RecEmbedding(NamedTuple):
     user: Tensor
     item: Tensor
+
+
+class Schedule(NamedTuple):
+    r"""When the trainer calls a model's training hooks
+    (:meth:`Recommender.schedule`): ``critic_steps`` updates of the critic
+    per step (:meth:`Recommender.critic_loss`, minimised by the critic's own
+    optimiser before :meth:`Recommender.loss` is computed), and
+    :meth:`Recommender.refresh_graphs` every ``refresh_every`` steps,
+    counting from the first (``0``: never)."""
+    critic_steps: int = 0
+    refresh_every: int = 0
+
+
+class UserSharding(NamedTuple):
+    r"""How a computation over all users is split between processes (the
+    trainer passes one to :meth:`Recommender.refresh_graphs` under
+    :mod:`torch.distributed`): ``users(num_users)`` is the slice of users
+    this process computes, ``sync(t)`` the tensor every process uses in
+    place of ``t`` (rank 0's), ``gather(t)`` every process's rows of ``t``
+    concatenated in rank order."""
+    users: Callable[[int], slice]
+    sync: Callable[[Tensor], Tensor]
+    gather: Callable[[Tensor], Tensor]
 
 
 class Recommender(torch.nn.Module):
@@ -31,11 +53,27 @@ class Recommender(torch.nn.Module):
     adjacencies are built once and cached until the model moves or is cast
     (see :meth:`bipartite_graph`).
 
-    Subclasses implement :meth:`get_embedding` and :meth:`loss`; those
-    with :attr:`multimodal` set take item features per modality as their
-    fourth argument.
+    Subclasses implement :meth:`get_embedding` (or :meth:`forward`) and
+    :meth:`loss`; those with :attr:`multimodal` set take item features per
+    modality as their fourth argument. One training step of the trainer is
+
+    .. code-block:: python
+
+        out = model()                          # forward, shared by all below
+        for _ in range(model.schedule().critic_steps):
+            critic_optimizer.minimize(model.critic_loss(user, out))
+        terms = model.loss(user, pos, neg, out)
+        if step % model.schedule().refresh_every == 0:
+            model.refresh_graphs(out)
+        optimizer.minimize(terms['loss'])
+
+    ``loss`` changes no state, ``critic_loss`` only the critic's batch-norm
+    statistics (as any training forward pass through batch norm);
+    ``refresh_graphs`` is the one hook that changes the model.
     """
     multimodal = False
+    #: Allowed values of constructor arguments, for configs and the CLI.
+    choices: Dict[str, Sequence[str]] = {'backend': BACKENDS}
 
     def __init__(self, num_users: int, num_items: int,
                  train_edge_index: Tensor, backend: Optional[str] = None):
@@ -145,16 +183,39 @@ class Recommender(torch.nn.Module):
     # Interface #############################################################
 
     def get_embedding(self) -> RecEmbedding:
+        r"""Final user and item embeddings (what ranking scores)."""
         raise NotImplementedError
 
+    def forward(self) -> RecEmbedding:
+        r"""The forward pass a training step shares between its hooks and
+        :meth:`loss`; :meth:`get_embedding` unless a model needs more."""
+        return self.get_embedding()
+
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
-             discriminator_step: Optional[DiscriminatorStep] = None
-             ) -> Dict[str, Tensor]:
-        r"""Named loss terms of one BPR batch; ``"loss"`` is their weighted
-        sum, the value the recommender's optimiser minimises. A model with a
-        discriminator calls ``discriminator_step(d_loss)`` (which updates the
-        discriminator) before computing its generator term."""
+             out: Optional[RecEmbedding] = None) -> Dict[str, Tensor]:
+        r"""Named loss terms of one BPR batch, from ``out``, this step's
+        :meth:`forward` output (computed if omitted); ``"loss"`` is their
+        weighted sum, the value the recommender's optimiser minimises.
+        Changes no state."""
         raise NotImplementedError
+
+    def schedule(self) -> Schedule:
+        r"""Which training hooks the trainer calls, and how often (no critic,
+        no learned graphs by default)."""
+        return Schedule()
+
+    def critic_loss(self, user: Tensor, out: RecEmbedding) -> Tensor:
+        r"""The loss of the model's critic (its
+        :meth:`discriminator_parameters`) on a batch's users, from this
+        step's :meth:`forward` output; called when :meth:`schedule` has
+        ``critic_steps``."""
+        raise NotImplementedError(f"{self.__class__.__name__} has no critic")
+
+    def refresh_graphs(self, out: RecEmbedding,
+                       sharding: Optional[UserSharding] = None):
+        r"""Re-learns the model's graphs from this step's :meth:`forward`
+        output; called every ``schedule().refresh_every`` steps. With a
+        ``sharding``, the work over users is split between processes."""
 
     def discriminator_parameters(self) -> List[torch.nn.Parameter]:
         r"""Parameters trained by the discriminator's own optimiser."""

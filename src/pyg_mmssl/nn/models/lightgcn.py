@@ -3,8 +3,7 @@ from typing import Dict, Optional
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
-                                      Recommender)
+from pyg_mmssl.nn.models.base import RecEmbedding, Recommender
 
 
 class LightGCN(Recommender):
@@ -52,7 +51,6 @@ class LightGCN(Recommender):
                                                          adj.edge_weight))
 
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
-             discriminator_step: Optional[DiscriminatorStep] = None
-             ) -> Dict[str, Tensor]:
-        return self.bpr_terms(self.get_embedding(), user, pos, neg,
+             out: Optional[RecEmbedding] = None) -> Dict[str, Tensor]:
+        return self.bpr_terms(self() if out is None else out, user, pos, neg,
                               self.model.embedding.weight)

@@ -6,8 +6,7 @@ from torch import Tensor
 
 from pyg_mmssl.nn.adjacency import Propagation
 from pyg_mmssl.nn.conv import MMGCNConv
-from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
-                                      Recommender)
+from pyg_mmssl.nn.models.base import RecEmbedding, Recommender
 
 COMBINES = ('concat', 'add')
 
@@ -92,6 +91,7 @@ class MMGCN(Recommender):
         backend (str, optional): Propagation backend.
     """
     multimodal = True
+    choices = {**Recommender.choices, 'combine': COMBINES}
 
     def __init__(self, num_users: int, num_items: int,
                  train_edge_index: Tensor,
@@ -128,8 +128,7 @@ class MMGCN(Recommender):
         return self.split_nodes(torch.stack(reps).mean(0))
 
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
-             discriminator_step: Optional[DiscriminatorStep] = None
-             ) -> Dict[str, Tensor]:
-        return self.bpr_terms(self.get_embedding(), user, pos, neg,
+             out: Optional[RecEmbedding] = None) -> Dict[str, Tensor]:
+        return self.bpr_terms(self() if out is None else out, user, pos, neg,
                               self.id_emb.weight,
                               *[b.preference[user] for b in self.branches])

@@ -7,18 +7,16 @@ from torch.profiler import record_function
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import softmax
 
-from pyg_mmssl.distributed import (all_gather_cat, broadcast_,
-                                   is_distributed, shard)
 from pyg_mmssl.nn.adjacency import BipartiteGraph, Propagation
 from pyg_mmssl.nn.attention import ModalityAttention
 from pyg_mmssl.nn.conv import MMSSLConv
-from pyg_mmssl.nn.discriminator import (CriticRows, Discriminator,
-                                        gumbel_noise, gumbel_softmax_is_sparse,
-                                        masked_score_rows)
+from pyg_mmssl.nn.discriminator import CRITICS, Discriminator
 from pyg_mmssl.nn.dropout import Dropout
-from pyg_mmssl.nn.losses import bpr_loss, info_nce, l2_reg
-from pyg_mmssl.nn.models.base import (DiscriminatorStep, RecEmbedding,
-                                      Recommender)
+from pyg_mmssl.nn.losses import (bpr_loss, gumbel_noise,
+                                 gumbel_softmax_is_sparse, info_nce, l2_reg)
+from pyg_mmssl.nn.models.base import (RecEmbedding, Recommender, Schedule,
+                                      UserSharding)
+from pyg_mmssl.nn.rows import CriticRows, RowSource, masked_score_rows
 from pyg_mmssl.nn.structure import num_learned_edges, topk_graph
 from pyg_mmssl.ranking import csr_rows
 
@@ -102,7 +100,8 @@ class MMSSL(Recommender):
         critic (str): ``"dense"``, ``"exact"`` (the same critic, computed
             on factorised rows) or ``"lowrank"`` (a rank-:obj:`critic_rank`
             first layer); see :class:`Discriminator`. The default is the
-            fastest to a given validation Recall@20 on TikTok (README).
+            fastest to a given validation Recall@20 on TikTok
+            (``benchmarks/RESULTS.md``).
             (default: :obj:`"lowrank"`)
         critic_rank (int): Rank of the ``"lowrank"`` critic.
             (default: :obj:`64`)
@@ -122,6 +121,7 @@ class MMSSL(Recommender):
             (default: :obj:`1024`)
     """
     multimodal = True
+    choices = {**Recommender.choices, 'critic': CRITICS}
 
     def __init__(
         self,
@@ -185,7 +185,6 @@ class MMSSL(Recommender):
                                  f"{tuple(x.shape)}")
             self.register_buffer(f'feat_{j}', x.float(), persistent=False)
             self.register_buffer(f'learned_{j}', train_edge_index.clone())
-        self.register_buffer('num_steps', torch.zeros((), dtype=torch.long))
 
         self.encoders = torch.nn.ModuleList([
             torch.nn.Linear(x.size(1), embedding_dim)
@@ -216,6 +215,14 @@ class MMSSL(Recommender):
             return []
         return list(self.discriminator.parameters())
 
+    def schedule(self) -> Schedule:
+        r"""One critic update per step and a graph refresh every
+        :obj:`refresh_every` steps, with adversarial structure learning;
+        neither without it."""
+        if not self.adversarial:
+            return Schedule()
+        return Schedule(critic_steps=1, refresh_every=self.refresh_every)
+
     # Graphs ################################################################
 
     def learned_edge_index(self, modality: str) -> Tensor:
@@ -238,25 +245,25 @@ class MMSSL(Recommender):
         return data
 
     @torch.no_grad()
-    def refresh_graphs(self, user_modal: Dict[str, Tensor],
-                       item_modal: Dict[str, Tensor]):
+    def refresh_graphs(self, out: MMSSLEmbedding,
+                       sharding: Optional[UserSharding] = None):
         r"""Replaces every learned graph by the top-:math:`k` items of
         :math:`\mathbf{p}_u^{m\top} \mathbf{p}_i^m` for every user,
-        training items excluded. Under :mod:`torch.distributed`, every rank
-        ranks its share of the users by rank 0's scores and the shares are
-        gathered, so all ranks hold the same graphs."""
-        distributed = is_distributed()
+        training items excluded, from the modality embeddings of ``out``
+        (a :meth:`forward` output). With a ``sharding`` (several processes),
+        each process ranks its share of the users by the synchronised
+        scores and the shares are gathered, so all hold the same graphs."""
         for j, m in enumerate(self.modalities):
-            p_u, p_i = user_modal[m].detach(), item_modal[m].detach()
+            p_u, p_i = out.user_modal[m].detach(), out.item_modal[m].detach()
             users = None  # every user
-            if distributed:
-                p_u, p_i = broadcast_(p_u.clone()), broadcast_(p_i.clone())
+            if sharding is not None:
+                p_u, p_i = sharding.sync(p_u), sharding.sync(p_i)
                 users = torch.arange(self.num_users, device=p_u.device)[
-                    shard(self.num_users)]
+                    sharding.users(self.num_users)]
             edges = topk_graph(p_u, p_i, self.k, self.train_csr(),
                                self.chunk_size, users)
-            if distributed:
-                edges = all_gather_cat(edges.t().contiguous()).t()
+            if sharding is not None:
+                edges = sharding.gather(edges.t().contiguous()).t()
             setattr(self, f'learned_{j}', edges.contiguous())
             self.clear_graph_cache(f'learned_{j}')
 
@@ -388,23 +395,54 @@ class MMSSL(Recommender):
 
     # Loss ##################################################################
 
+    def _critic_rows(self, batch_users: Tensor, out: MMSSLEmbedding):
+        r"""The critic's inputs for ``batch_users``: their real rows
+        (:meth:`real_distribution`) and one generated row set per modality
+        (:meth:`generated_distribution`), as :class:`RowSource` that the
+        critic builds in the form it reads."""
+        row, col = csr_rows(self.train_csr(), batch_users)
+        num_rows = batch_users.numel()
+
+        def mask() -> Tensor:
+            return self._train_mask_at(row, col, num_rows)
+
+        def fake(m: str) -> RowSource:
+            user, item = out.user_modal[m][batch_users], out.item_modal[m]
+            return RowSource(
+                lambda: self.generated_distribution(user, item, mask()),
+                lambda: masked_score_rows(user, item, row, col).normalize())
+
+        user, item = out.user[batch_users], out.item
+        real = RowSource(
+            lambda: self.real_distribution(mask(), user, item),
+            lambda: self.real_rows(row, col, user, item))
+        return real, [fake(m) for m in self.modalities]
+
+    def critic_loss(self, user: Tensor, out: MMSSLEmbedding) -> Tensor:
+        r"""The critic's WGAN-GP loss :math:`\mathcal{L}_D` on the users of
+        a batch, from ``out`` (a :meth:`forward` output, detached: only the
+        critic learns from it): their real rows against each modality's
+        generated rows (see :class:`Discriminator`)."""
+        real, fake = self._critic_rows(torch.unique(user), out)
+        return self.discriminator.loss(real, fake, self.gp_weight)
+
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
-             discriminator_step: Optional[DiscriminatorStep] = None
-             ) -> Dict[str, Tensor]:
-        r"""Named terms of one training step:
+             out: Optional[MMSSLEmbedding] = None) -> Dict[str, Tensor]:
+        r"""Named terms of one training step, from ``out`` (this step's
+        :meth:`forward` output; computed if omitted):
 
         .. math::
             \mathcal{L} = \mathcal{L}_{BPR} + \lambda_{reg} \mathcal{L}_{reg}
             + \lambda_{feat} \mathcal{L}_{feat} + \lambda_{cl}
             \mathcal{L}_{cl} + \lambda_{G} \mathcal{L}_{adv}
 
-        ``"d"`` is the critic loss, minimised by ``discriminator_step``
-        before :math:`\mathcal{L}_{adv} = -\mathbb{E}[D(\bar{\mathbf{s}})]`
-        is computed with the updated critic. Every :obj:`refresh_every` calls
-        the learned graphs are refreshed from this step's modality scores.
+        with the generator's term :math:`\mathcal{L}_{adv} =
+        -\mathbb{E}[D(\bar{\mathbf{s}})]` under the current critic (the
+        trainer updates the critic first, :meth:`critic_loss`). Changes no
+        state (see :meth:`Discriminator.frozen`).
         """
-        with record_function('mmssl.forward'):
-            out = self.forward()
+        if out is None:
+            out = self()
         zero = out.user.new_zeros(())
         bpr = bpr_loss(out.user[user], out.item[pos], out.item[neg])
         reg = l2_reg(self.user_emb.weight[user], self.item_emb.weight[pos],
@@ -419,42 +457,17 @@ class MMSSL(Recommender):
                               out.user[batch_users], self.tau)
                      for m in self.modalities)
 
-        adv, d_loss = zero, zero
+        adv = zero
         if self.adversarial:
-            critic = self.discriminator
-            row, col = csr_rows(self.train_csr(), batch_users)
-            if critic.factorised:
-                fake = [masked_score_rows(out.user_modal[m][batch_users],
-                                          out.item_modal[m], row,
-                                          col).normalize()
-                        for m in self.modalities]
-            else:
-                mask = self._train_mask_at(row, col, batch_users.numel())
-                fake = torch.cat([
-                    self.generated_distribution(
-                        out.user_modal[m][batch_users], out.item_modal[m],
-                        mask) for m in self.modalities
-                ])
-            if discriminator_step is not None:
-                with record_function('mmssl.critic'):
-                    args = (out.user[batch_users], out.item)
-                    real = self.real_rows(row, col, *args) \
-                        if critic.factorised \
-                        else self.real_distribution(mask, *args)
-                    d_loss = critic.loss(real, fake, self.gp_weight)
-                    discriminator_step(d_loss)
-            with record_function('mmssl.generator'), critic.frozen():
-                adv = -critic(fake).mean()
-            if self.training:
-                if int(self.num_steps) % self.refresh_every == 0:
-                    with record_function('mmssl.refresh'):
-                        self.refresh_graphs(out.user_modal, out.item_modal)
-                self.num_steps += 1
+            _, fake = self._critic_rows(batch_users, out)
+            with record_function('mmssl.generator'), \
+                    self.discriminator.frozen():
+                adv = -self.discriminator(fake).mean()
 
         total = (bpr + self.reg * reg + self.feat_reg * feat +
                  self.cl_rate * cl + self.g_rate * adv)
         return {'loss': total, 'bpr': bpr, 'reg': reg, 'feat_reg': feat,
-                'cl': cl, 'adv': adv, 'd': d_loss.detach()}
+                'cl': cl, 'adv': adv}
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users} users, '

@@ -1,6 +1,10 @@
-r"""Atomic file writes: a result or checkpoint is written to a temporary file
-in the target folder and renamed over the target, so an interrupted write
-never leaves a torn file or destroys the previous version."""
+r"""Writing and reading run files safely.
+
+Writes are atomic: a result or checkpoint is written to a temporary file in
+the target folder and renamed over the target, so an interrupted write never
+leaves a torn file or destroys the previous version. Reads of ``torch.save``
+files unpickle tensors and plain values only (``weights_only=True``), so a
+file cannot run code when it is loaded."""
 import json
 import os
 import os.path as osp
@@ -38,6 +42,32 @@ def atomic_write_json(obj: Any, path: str) -> None:
 CHECKPOINT_KEYS = ('meta', 'model')
 
 
+class UnreadableFile(ValueError):
+    r"""A ``torch.save`` file that could not be loaded as tensors and plain
+    values; :attr:`reason` says why, in one line."""
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"'{path}': {reason}")
+        self.reason = reason
+
+
+def load_plain(path: str, map_location: Any = 'cpu') -> Any:
+    r"""``torch.load`` with ``weights_only=True``: tensors and plain Python
+    values only, never code. Any failure (another format, a truncated file,
+    objects that would need unpickling) raises :class:`UnreadableFile`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types, with long messages
+        text = str(e).strip()
+        if 'Weights only load failed' in text:
+            reason = ('it holds objects other than tensors and plain values, '
+                      'which are never unpickled since that could run code')
+        else:
+            first = text.splitlines()[0][:120] if text else ''
+            reason = f"unreadable: {type(e).__name__}" + (
+                f": {first}" if first else '')
+        raise UnreadableFile(path, reason) from e
+
+
 class CheckpointError(ValueError):
     r"""A file that is not a pyg-mmssl checkpoint; :attr:`reason` says
     why."""
@@ -58,17 +88,9 @@ def read_checkpoint(path: str, map_location: Any = 'cpu',
     if not osp.isfile(path):
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types, with long messages
-        text = str(e).strip()
-        if 'Weights only load failed' in text:
-            reason = ('it holds objects other than tensors and plain values, '
-                      'which are never unpickled since that could run code')
-        else:
-            first = text.splitlines()[0][:120] if text else ''
-            reason = f"unreadable: {type(e).__name__}" + (
-                f": {first}" if first else '')
-        raise CheckpointError(path, reason) from e
+        ckpt = load_plain(path, map_location)
+    except UnreadableFile as e:
+        raise CheckpointError(path, e.reason) from e
     missing = [k for k in required
                if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
