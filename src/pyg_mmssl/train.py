@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -279,7 +279,7 @@ class Trainer:
                              f"it has {len(d_params)} critic parameter(s)")
         self._position = (1, 0)  # (epoch, step) in progress, for messages
         self._warned_growth = False
-        self.forward_step = _ForwardStep(model, self.update_critic)
+        self.forward_step = _ForwardStep(model)
         self.sharding = None
         if self.world_size > 1:
             self.forward_step = _distributed(self.forward_step, model,
@@ -328,7 +328,8 @@ class Trainer:
         and the recommender's update. Returns the loss terms (with ``"d"``,
         the critic's loss, for models with a critic)."""
         user, pos, neg = (t.to(self.device) for t in batch)
-        out, terms, d_loss = self.forward_step(user, pos, neg)
+        out, terms, d_loss = self.forward_step(user, pos, neg,
+                                               self.update_critic)
         values = {k: float(v.detach()) for k, v in terms.items()}
         if d_loss is not None:
             values['d'] = d_loss
@@ -411,9 +412,24 @@ class Trainer:
     def _path(self, name: str) -> Optional[str]:
         return osp.join(self.out, name) if self.out else None
 
-    def fit(self, resume: bool = False) -> Dict[str, Any]:
+    def fit(self, resume: bool = False,
+            on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None,
+            test: bool = True) -> Dict[str, Any]:
         r"""Trains until early stopping (or ``epochs``), then evaluates the
-        best-validation model on test. Returns what ``metrics.json`` holds."""
+        best-validation model on test. Returns what ``metrics.json`` holds.
+
+        Args:
+            resume (bool): Continue from ``last.pt`` in ``out``.
+                (default: :obj:`False`)
+            on_epoch (callable, optional): Called as ``on_epoch(epoch,
+                val_metrics)`` after each validation, once the epoch is
+                recorded (and saved); an exception it raises stops training
+                there (a hyper-parameter search prunes a trial this way).
+                (default: :obj:`None`)
+            test (bool): Evaluate the best model on test. Without it the
+                result has no ``"test"`` entry and the test split is never
+                ranked (as in model selection). (default: :obj:`True`)
+        """
         cfg = self.config
         seed_everything(cfg.seed)
         state: Dict[str, Any] = {
@@ -469,8 +485,10 @@ class Trainer:
                 atomic_torch_save(self._checkpoint(state), last)
                 atomic_write_json(state['history'],
                                   self._path('history.json'))
+            if on_epoch is not None and 'val' in record:
+                on_epoch(epoch, record['val'])
         bar.close()
-        return self._finish(state, best_model)
+        return self._finish(state, best_model, test)
 
     def _resume(self, last: Optional[str]):
         r"""Restores the state of ``last`` (``last.pt``) and the best
@@ -535,11 +553,12 @@ class Trainer:
             log.info(msg)
 
     def _finish(self, state: Dict[str, Any],
-                best_model: Optional[Dict[str, torch.Tensor]]
-                ) -> Dict[str, Any]:
+                best_model: Optional[Dict[str, torch.Tensor]],
+                test: bool = True) -> Dict[str, Any]:
         if best_model is not None:
             self.model.load_state_dict(best_model)
-        val, test = self.evaluate('val'), self.evaluate('test')
+        val = self.evaluate('val')
+        held_out = {'test': self.evaluate('test')} if test else {}
         epochs = max(state['epoch'], 1)
         result = {
             'meta': self.meta,
@@ -551,7 +570,7 @@ class Trainer:
             'peak_memory_mb': peak_memory_mb(self.device),
             'device': str(self.device),
             'val': val,
-            'test': test,
+            **held_out,
             'config': asdict(self.config),
         }
         if self.world_size > 1:
@@ -565,17 +584,17 @@ class Trainer:
 class _ForwardStep(torch.nn.Module):
     r"""The part of a training step before the recommender's backward pass,
     as a module (so that DDP can wrap it): the model's forward pass, the
-    critic's updates on it (``update_critic``, the trainer's), and the
-    model's loss terms. Returns ``(out, terms, critic loss)``."""
-    def __init__(self, model: Recommender, update_critic):
+    critic's updates on it (``update_critic``, the trainer's, passed per
+    call so that the module holds no reference back to the trainer), and
+    the model's loss terms. Returns ``(out, terms, critic loss)``."""
+    def __init__(self, model: Recommender):
         super().__init__()
         self.model = model
-        self.update_critic = update_critic
 
-    def forward(self, user, pos, neg):
+    def forward(self, user, pos, neg, update_critic):
         with record_function('step.forward'):
             out = self.model()
-        d_loss = self.update_critic(user, out)
+        d_loss = update_critic(user, out)
         with record_function('step.loss'):
             terms = self.model.loss(user, pos, neg, out)
         return out, terms, d_loss
