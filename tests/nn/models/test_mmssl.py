@@ -339,3 +339,137 @@ def test_schedule_follows_the_options(tiny_data):
     assert model.schedule() == Schedule(critic_steps=1, refresh_every=5)
     plain = MMSSL.from_data(tiny_data, **{**SMALL, 'adversarial': False})
     assert plain.schedule() == Schedule()
+
+
+# Options of the learned graphs ############################################
+
+def dense(edge_index, num_users, num_items, weight=None):
+    out = torch.zeros(num_users, num_items, dtype=torch.double)
+    w = torch.ones(edge_index.size(1)) if weight is None else weight
+    out.index_put_((edge_index[0], edge_index[1]), w.double(),
+                   accumulate=True)
+    return out
+
+
+def sym(matrix):
+    du, di = matrix.sum(1, keepdim=True), matrix.sum(0, keepdim=True)
+    scale = du.rsqrt().nan_to_num(posinf=0) * di.rsqrt().nan_to_num(posinf=0)
+    return matrix * scale
+
+
+def modality_matrix(model, j):
+    r"""The ``[U, I]`` matrix of modality ``j``'s graph, by propagating the
+    identity through it."""
+    eye = torch.eye(model.num_items)
+    return model._propagate(eye, model.modality_graph(j).item_to_user)
+
+
+def refreshed(tiny_data, **options):
+    torch.manual_seed(0)
+    model = MMSSL.from_data(tiny_data, **{**SMALL, **options})
+    d_opt, opt = optimisers(model)
+    step(model, d_opt, opt)  # step 0 refreshes
+    return model
+
+
+@pytest.mark.parametrize('mode', ['union', 'mix'])
+def test_augmenting_graphs_start_as_the_observed_graph(tiny_data, mode):
+    model = MMSSL.from_data(tiny_data, **SMALL, learned_graph=mode)
+    observed = sym(dense(model.train_edge_index, model.num_users,
+                         model.num_items))
+    for j in range(len(model.modalities)):
+        assert model.learned_edge_index(model.modalities[j]).size(1) == 0
+        assert torch.allclose(modality_matrix(model, j).double(), observed,
+                              atol=1e-6)
+
+
+def test_union_graph_is_observed_plus_k_per_user(tiny_data):
+    model = refreshed(tiny_data, learned_graph='union')
+    U, I, train = model.num_users, model.num_items, model.train_edge_index
+    for j, m in enumerate(model.modalities):
+        learned = model.learned_edge_index(m)
+        assert learned.size(1) == U * model.k
+        union = dense(train, U, I) + dense(learned, U, I)
+        assert union.max() == 1  # disjoint: no edge twice
+        got = modality_matrix(model, j).double()
+        assert int((got != 0).sum()) == train.size(1) + U * model.k
+        assert torch.allclose(got, sym(union), atol=1e-6)
+
+
+def test_mix_graph_weights(tiny_data):
+    beta = 0.7
+    model = refreshed(tiny_data, learned_graph='mix', graph_beta=beta)
+    U, I = model.num_users, model.num_items
+    observed = sym(dense(model.train_edge_index, U, I))
+    for j, m in enumerate(model.modalities):
+        learned = sym(dense(model.learned_edge_index(m), U, I))
+        expected = beta * observed + (1 - beta) * learned
+        assert torch.allclose(modality_matrix(model, j).double(), expected,
+                              atol=1e-6)
+
+
+def test_score_weights_are_a_softmax_with_mean_one(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL, learned_weight='score')
+    U, I = model.num_users, model.num_items
+    out = model()
+    model.refresh_graphs(out)
+    for j, m in enumerate(model.modalities):
+        edges = model.learned_edge_index(m)
+        weight = getattr(model, f'learned_weight_{j}')
+        per_user = torch.zeros(U).index_add_(0, edges[0], weight)
+        assert torch.allclose(per_user, torch.full((U, ), float(model.k)),
+                              atol=1e-4)
+        scores = (out.user_modal[m][edges[0]] *
+                  out.item_modal[m][edges[1]]).sum(-1)
+        u = edges[0] == 0  # a higher score, a higher weight
+        assert torch.equal(scores[u].argsort(), weight[u].argsort())
+        expected = sym(dense(edges, U, I, weight))
+        assert torch.allclose(modality_matrix(model, j).double(), expected,
+                              atol=1e-6)
+    # Weights survive a checkpoint.
+    fresh = MMSSL.from_data(tiny_data, **SMALL, learned_weight='score')
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.learned_weight_0, model.learned_weight_0)
+
+
+def test_embedding_fusion_scale(tiny_data):
+    model = MMSSL.from_data(tiny_data, **SMALL, fusion_scale='embedding')
+    x, base = torch.randn(5, 16), torch.randn(5, 16)
+    assert torch.allclose(model._fused(x, base).norm(dim=-1),
+                          base.norm(dim=-1), atol=1e-6)
+    unit = MMSSL.from_data(tiny_data, **SMALL)
+    assert torch.allclose(unit._fused(x, base).norm(dim=-1),
+                          torch.ones(5), atol=1e-6)
+
+
+@pytest.mark.parametrize('options', [
+    dict(learned_graph='union'), dict(learned_graph='mix'),
+    dict(learned_weight='score'), dict(fusion_scale='embedding'),
+    dict(learned_graph='union', learned_weight='score',
+         fusion_scale='embedding'),
+])
+def test_graph_options_train_every_parameter(tiny_data, options,
+                                             assert_critic_gradient):
+    model = refreshed(tiny_data, **options)
+    d_opt, _ = optimisers(model)
+    model.zero_grad()
+    _, d_grads = step(model, d_opt, index=1)  # on the learned graphs
+    critic = {id(p) for p in model.discriminator_parameters()}
+    for name, p in model.named_parameters():
+        if id(p) not in critic:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    for name, g in d_grads.items():
+        assert_critic_gradient(model.discriminator, name, g)
+
+
+def test_bad_graph_options(tiny_data):
+    for options, message in ((dict(learned_graph='both'),
+                              "unknown learned_graph 'both'"),
+                             (dict(learned_weight='soft'),
+                              "unknown learned_weight 'soft'"),
+                             (dict(fusion_scale='x'),
+                              "unknown fusion_scale 'x'"),
+                             (dict(graph_beta=1.5),
+                              r"graph_beta must be in \[0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            MMSSL.from_data(tiny_data, **options)

@@ -9,7 +9,7 @@ from torch_geometric.utils import softmax
 
 from pyg_mmssl.nn.adjacency import BipartiteGraph, Propagation
 from pyg_mmssl.nn.attention import ModalityAttention
-from pyg_mmssl.nn.conv import MMSSLConv
+from pyg_mmssl.nn.conv import MMSSLConv, bipartite_norm
 from pyg_mmssl.nn.discriminator import CRITICS, Discriminator
 from pyg_mmssl.nn.dropout import Dropout
 from pyg_mmssl.nn.losses import (bpr_loss, gumbel_noise,
@@ -19,6 +19,11 @@ from pyg_mmssl.nn.models.base import (RecEmbedding, Recommender, Schedule,
 from pyg_mmssl.nn.rows import CriticRows, RowSource, masked_score_rows
 from pyg_mmssl.nn.structure import num_learned_edges, topk_graph
 from pyg_mmssl.ranking import csr_rows
+
+
+LEARNED_GRAPHS = ('replace', 'union', 'mix')
+LEARNED_WEIGHTS = ('binary', 'score')
+FUSION_SCALES = ('unit', 'embedding')
 
 
 class MMSSLEmbedding(NamedTuple):
@@ -115,13 +120,41 @@ class MMSSL(Recommender):
         attention (bool): Ablation switch: without it
             :math:`\mathbf{Z} = \mathrm{mean}_m \mathbf{H}^m`.
             (default: :obj:`True`)
+        learned_graph (str): How a modality's learned edges
+            :math:`\mathbf{L}^m` (top-:math:`k` per user) form the graph
+            :math:`\hat{\mathbf{G}}^m` of its ID-modality branch:
+            ``"replace"``: :math:`\hat{\mathbf{G}}^m = \mathrm{norm}(
+            \mathbf{L}^m)` (the method); ``"union"``: the observed edges plus
+            the learned ones, :math:`\mathrm{norm}(\mathbf{R} +
+            \mathbf{L}^m)`; ``"mix"``: :math:`\beta \hat{\mathbf{A}} + (1 -
+            \beta) \, \mathrm{norm}(\mathbf{L}^m)`, as LATTICE mixes its
+            learned item graph into the original. ``norm`` is the symmetric
+            normalisation; before the first refresh every form is the
+            observed graph. (default: :obj:`"replace"`)
+        graph_beta (float): :math:`\beta` of ``"mix"``.
+            (default: :obj:`0.9`)
+        learned_weight (str): ``"binary"``: learned edges weigh one (the
+            method); ``"score"``: a user's :math:`k` learned edges weigh
+            :math:`k \, \mathrm{softmax}_i(\mathbf{p}_u^{m\top}
+            \mathbf{p}_i^m)` over them (mean one), before normalisation.
+            (default: :obj:`"binary"`)
+        fusion_scale (str): Scale of the unit-norm modality parts added to
+            the embeddings (:math:`\lambda_{id} \bar{\mathbf{Z}}_u`,
+            :math:`\lambda_f \bar{\mathbf{P}}_u^m`): ``"unit"`` (the
+            method) or ``"embedding"``: times the row norm of the embedding
+            they are added to (:math:`\mathbf{E}_u`, the collaborative
+            mean), so that :math:`\lambda` is relative to it.
+            (default: :obj:`"unit"`)
         backend (str, optional): Propagation backend (see
             :mod:`pyg_mmssl.nn.adjacency`); fastest for the device if omitted.
         chunk_size (int): Users per chunk of the top-:math:`k` refresh.
             (default: :obj:`1024`)
     """
     multimodal = True
-    choices = {**Recommender.choices, 'critic': CRITICS}
+    choices = {**Recommender.choices, 'critic': CRITICS,
+               'learned_graph': LEARNED_GRAPHS,
+               'learned_weight': LEARNED_WEIGHTS,
+               'fusion_scale': FUSION_SCALES}
 
     def __init__(
         self,
@@ -153,10 +186,23 @@ class MMSSL(Recommender):
         contrastive: bool = True,
         gumbel: bool = True,
         attention: bool = True,
+        learned_graph: str = 'replace',
+        graph_beta: float = 0.9,
+        learned_weight: str = 'binary',
+        fusion_scale: str = 'unit',
         backend: Optional[str] = None,
         chunk_size: int = 1024,
     ):
         super().__init__(num_users, num_items, train_edge_index, backend)
+        for name, value in (('learned_graph', learned_graph),
+                            ('learned_weight', learned_weight),
+                            ('fusion_scale', fusion_scale)):
+            if value not in self.choices[name]:
+                raise ValueError(f"unknown {name} '{value}', expected one of "
+                                 f"{self.choices[name]}")
+        if not 0 <= graph_beta <= 1:
+            raise ValueError(f"graph_beta must be in [0, 1], got "
+                             f"{graph_beta}")
         if not modality_features:
             raise ValueError("MMSSL needs at least one modality")
         if refresh_every <= 0:
@@ -176,6 +222,10 @@ class MMSSL(Recommender):
         self.k = num_learned_edges(num_items, topk_rate)
         self.adversarial, self.contrastive = adversarial, contrastive
         self.gumbel = gumbel
+        self.learned_graph_mode = learned_graph
+        self.graph_beta = graph_beta
+        self.learned_weight = learned_weight
+        self.fusion_scale = fusion_scale
         self.chunk_size = chunk_size
 
         for j, x in enumerate(modality_features.values()):
@@ -184,7 +234,13 @@ class MMSSL(Recommender):
                                  f" must be [{num_items}, d], got "
                                  f"{tuple(x.shape)}")
             self.register_buffer(f'feat_{j}', x.float(), persistent=False)
-            self.register_buffer(f'learned_{j}', train_edge_index.clone())
+            # Before the first refresh every form is the observed graph.
+            first = train_edge_index.clone() if learned_graph == 'replace' \
+                else train_edge_index.new_empty((2, 0))
+            self.register_buffer(f'learned_{j}', first)
+            if learned_weight == 'score':
+                self.register_buffer(f'learned_weight_{j}',
+                                     torch.ones(first.size(1)))
 
         self.encoders = torch.nn.ModuleList([
             torch.nn.Linear(x.size(1), embedding_dim)
@@ -229,10 +285,35 @@ class MMSSL(Recommender):
         r"""``[2, E]`` (user, item) edges of a modality's learned graph."""
         return getattr(self, f'learned_{self.modalities.index(modality)}')
 
-    def learned_graph(self, j: int) -> BipartiteGraph:
-        return self.cached_graph(f'learned_{j}', lambda: BipartiteGraph.build(
-            getattr(self, f'learned_{j}'), self.num_users, self.num_items,
-            backend=self.propagation_backend(), dtype=self.graph_dtype))
+    def modality_graph(self, j: int) -> BipartiteGraph:
+        r"""The normalised graph :math:`\hat{\mathbf{G}}^m` of modality
+        ``j``'s ID-modality branch (see :obj:`learned_graph`)."""
+        return self.cached_graph(f'learned_{j}', lambda: self._build_learned(j))
+
+    def _build_learned(self, j: int) -> BipartiteGraph:
+        learned = getattr(self, f'learned_{j}')
+        weight = getattr(self, f'learned_weight_{j}', None)
+        if weight is not None:
+            weight = weight.to(self.graph_dtype)
+        mode, size = self.learned_graph_mode, (self.num_users, self.num_items)
+        options = dict(backend=self.propagation_backend(),
+                       dtype=self.graph_dtype)
+        if mode == 'replace':
+            return BipartiteGraph.build(learned, *size, weight, **options)
+        if learned.size(1) == 0:  # not refreshed yet
+            return self.bipartite_graph()
+        train = self.train_edge_index
+        edges = torch.cat([train, learned], dim=1)  # disjoint edge sets
+        if mode == 'union':
+            if weight is not None:
+                weight = torch.cat([weight.new_ones(train.size(1)), weight])
+            return BipartiteGraph.build(edges, *size, weight, **options)
+        observed = bipartite_norm(train, size, dtype=self.graph_dtype)
+        own = bipartite_norm(learned, size, weight, dtype=self.graph_dtype)
+        weight = torch.cat([self.graph_beta * observed,
+                            (1 - self.graph_beta) * own])
+        return BipartiteGraph.build(edges, *size, weight, normalize='none',
+                                    **options)
 
     def write_learned_graphs(self, data: HeteroData, user: str = 'user',
                              item: str = 'item') -> HeteroData:
@@ -260,22 +341,29 @@ class MMSSL(Recommender):
                 p_u, p_i = sharding.sync(p_u), sharding.sync(p_i)
                 users = torch.arange(self.num_users, device=p_u.device)[
                     sharding.users(self.num_users)]
-            edges = topk_graph(p_u, p_i, self.k, self.train_csr(),
-                               self.chunk_size, users)
+            edges, scores = topk_graph(p_u, p_i, self.k, self.train_csr(),
+                                       self.chunk_size, users, scores=True)
             if sharding is not None:
                 edges = sharding.gather(edges.t().contiguous()).t()
+                scores = sharding.gather(scores)
             setattr(self, f'learned_{j}', edges.contiguous())
+            if self.learned_weight == 'score':
+                # k softmax(scores) over each user's edges: mean one.
+                count = torch.bincount(edges[0], minlength=self.num_users)
+                weight = softmax(scores, edges[0], num_nodes=self.num_users)
+                setattr(self, f'learned_weight_{j}',
+                        weight * count[edges[0]].to(weight.dtype))
             self.clear_graph_cache(f'learned_{j}')
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Learned graphs change size with every refresh: adopt the stored
         # ones as they are before the regular (same-shape) copy.
         for j in range(len(self.modalities)):
-            key = f'{prefix}learned_{j}'
-            if key in state_dict:
-                setattr(self, f'learned_{j}', state_dict[key].to(
-                    self.train_edge_index.device).clone())
-                self.clear_graph_cache(f'learned_{j}')
+            for name in (f'learned_{j}', f'learned_weight_{j}'):
+                if prefix + name in state_dict and hasattr(self, name):
+                    setattr(self, name, state_dict[prefix + name].to(
+                        self.train_edge_index.device).clone())
+            self.clear_graph_cache(f'learned_{j}')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # Forward ###############################################################
@@ -288,6 +376,14 @@ class MMSSL(Recommender):
         if self.attention is None:
             return h.mean(dim=1), None
         return self.attention(h)
+
+    def _fused(self, x: Tensor, base: Tensor) -> Tensor:
+        r""":math:`\bar{\mathbf{x}}` (row-wise unit norm), times the row
+        norm of ``base`` with ``fusion_scale="embedding"``."""
+        x = F.normalize(x, dim=-1)
+        if self.fusion_scale == 'embedding':
+            x = x * base.norm(dim=-1, keepdim=True)
+        return x
 
     def forward(self) -> MMSSLEmbedding:
         r"""All embeddings of one forward pass over the bound graphs."""
@@ -303,25 +399,26 @@ class MMSSL(Recommender):
         e_u, e_i = self.user_emb.weight, self.item_emb.weight
         user_id_modal, item_id_modal = {}, {}
         for j, m in enumerate(self.modalities):
-            learned = self.learned_graph(j)
+            learned = self.modality_graph(j)
             user_id_modal[m] = self._propagate(e_i, learned.item_to_user)
             item_id_modal[m] = self._propagate(e_u, learned.user_to_item)
         z_u, att = self._fuse(torch.stack(list(user_id_modal.values()), 1))
         z_i, _ = self._fuse(torch.stack(list(item_id_modal.values()), 1))
 
-        u = e_u + self.lambda_id * F.normalize(z_u, dim=-1)
-        i = e_i + self.lambda_id * F.normalize(z_i, dim=-1)
+        u = e_u + self.lambda_id * self._fused(z_u, e_u)
+        i = e_i + self.lambda_id * self._fused(z_i, e_i)
         users, items = [u], [i]
         for _ in range(self.num_layers):
             u, i = (self._propagate(i, graph.item_to_user),
                     self._propagate(u, graph.user_to_item))
             users.append(u)
             items.append(i)
-        user = torch.stack(users).mean(0)
-        item = torch.stack(items).mean(0)
+        user_cf = torch.stack(users).mean(0)
+        item_cf = torch.stack(items).mean(0)
+        user, item = user_cf, item_cf
         for m in self.modalities:
-            user = user + self.lambda_f * F.normalize(user_modal[m], dim=-1)
-            item = item + self.lambda_f * F.normalize(item_modal[m], dim=-1)
+            user = user + self.lambda_f * self._fused(user_modal[m], user_cf)
+            item = item + self.lambda_f * self._fused(item_modal[m], item_cf)
         return MMSSLEmbedding(user, item, user_modal, item_modal,
                               user_id_modal, item_id_modal, att)
 
