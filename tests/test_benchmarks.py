@@ -208,3 +208,40 @@ def test_compare_suites(compare_suites, tmp_path):
         compare_suites.main([str(tmp_path / 'empty')])
     with pytest.raises(SystemExit):
         compare_suites.main([str(a), str(b), '--labels', 'x', 'x'])
+
+
+@pytest.fixture
+def resplit():
+    yield from bench('resplit')
+
+
+def test_resplit_per_user_and_loads(resplit, tmp_path):
+    from pyg_mmssl.data import split_edge_index
+    from pyg_mmssl.datasets import MultimodalRecDataset, synthetic_multimodal
+    data = synthetic_multimodal(num_users=60, num_items=40, num_clusters=4,
+                                interactions_per_user=8, seed=1)
+    every = torch.cat([split_edge_index(data, s)
+                       for s in ('train', 'val', 'test')], dim=1)
+    parts = resplit.split_per_user(every, 60, seed=3)
+    # A partition of every interaction.
+    key = lambda e: set((e[0] * 40 + e[1]).tolist())  # noqa: E731
+    assert sum(p.size(1) for p in parts.values()) == every.size(1)
+    assert set().union(*(key(p) for p in parts.values())) == key(every)
+    for u in range(60):
+        n = int((every[0] == u).sum())
+        got = {s: int((p[0] == u).sum()) for s, p in parts.items()}
+        assert got['train'] >= 1
+        assert got['val'] == min(round(0.1 * n), n - 1)
+        assert got['test'] == min(round(0.1 * n), n - 1 - got['val'])
+    assert not torch.equal(parts['test'],
+                           resplit.split_per_user(every, 60, 4)['test'])
+    # Written in the mmssl layout, it loads through that loader.
+    counts = resplit.main(['--dataset', 'synthetic', '--seed', '3', '--out',
+                           str(tmp_path / 'split')])
+    loaded = MultimodalRecDataset(str(tmp_path / 'split'), 'mmssl')[0]
+    for s in ('train', 'val', 'test'):
+        assert split_edge_index(loaded, s).size(1) == counts[s]
+    assert loaded.modalities == ['image', 'text']
+    with pytest.raises(SystemExit, match='not empty'):
+        resplit.main(['--dataset', 'synthetic', '--seed', '3', '--out',
+                      str(tmp_path / 'split')])
