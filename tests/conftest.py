@@ -38,6 +38,19 @@ def assert_critic_gradient():
 
 
 @pytest.fixture
+def one_line_error(capsys):
+    r"""Checks that the command just run printed ``text`` on stderr, in
+    one line and without a traceback; returns that line."""
+    def check(text: str) -> str:
+        err = capsys.readouterr().err
+        assert text in err, err
+        assert 'Traceback' not in err and len(err.strip().splitlines()) == \
+            1, err
+        return err.strip()
+    return check
+
+
+@pytest.fixture
 def tiny_data():
     return synthetic_multimodal(num_users=60, num_items=40, num_clusters=4,
                                 interactions_per_user=8,

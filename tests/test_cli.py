@@ -151,12 +151,6 @@ def test_same_seed_same_result(tmp_path):
     assert results[0] == results[1]
 
 
-def one_line_error(capsys, text):
-    err = capsys.readouterr().err
-    assert text in err, err
-    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
-
-
 def test_every_train_flag_has_help_with_its_default():
     from pyg_mmssl.cli import build_parser
     parser = build_parser()
@@ -199,10 +193,11 @@ def test_docstring_defaults_match_the_configs():
     (['--preset', 'nope'], "unknown preset 'nope' for model 'lightgcn', "
      "expected one of ['default']"),
 ])
-def test_bad_train_options_are_one_line(argv, message, capsys, tmp_path):
+def test_bad_train_options_are_one_line(argv, message, tmp_path,
+                                        one_line_error):
     assert main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
                  '--out', str(tmp_path / 'run')] + argv) == 2
-    one_line_error(capsys, message)
+    one_line_error(message)
     assert not (tmp_path / 'run').exists()  # nothing trained
 
 
@@ -211,12 +206,12 @@ def test_bad_train_options_are_one_line(argv, message, capsys, tmp_path):
     (['--ks', '10', '-5'], "argument --ks: must be positive, got -5"),
     (['--nproc', 'two'], "expected a positive integer, got 'two'"),
 ])
-def test_non_positive_counts_are_usage_errors(argv, message, capsys):
+def test_non_positive_counts_are_usage_errors(argv, message, one_line_error):
     with pytest.raises(SystemExit) as info:
         main(['train', '--model', 'lightgcn', '--dataset', 'synthetic'] +
              argv)
     assert info.value.code == 2
-    one_line_error(capsys, message)
+    one_line_error(message)
 
 
 def test_debug_works_before_and_after_the_subcommand():
@@ -226,30 +221,32 @@ def test_debug_works_before_and_after_the_subcommand():
             main(argv)
 
 
-def test_out_that_is_a_file_or_holds_a_run_file(tmp_path, capsys):
+def test_out_that_is_a_file_or_holds_a_run_file(tmp_path, one_line_error):
     (tmp_path / 'file').write_text('mine')
     base = ['train', '--model', 'lightgcn', '--dataset', 'synthetic']
     assert main(base + ['--out', str(tmp_path / 'file')] + FAST) == 2
-    one_line_error(capsys, "is a file")
+    one_line_error("is a file")
     (tmp_path / 'run').mkdir()
     (tmp_path / 'run' / 'history.json').write_text('[]')
     assert main(base + ['--out', str(tmp_path / 'run')] + FAST) == 2
-    one_line_error(capsys, "already holds a run (history.json)")
+    one_line_error("already holds a run (history.json)")
     assert (tmp_path / 'run' / 'history.json').read_text() == '[]'
     assert main(base + ['--out', str(tmp_path / 'file' / 'sub')] + FAST) == 2
-    one_line_error(capsys, "cannot write to output folder")
+    one_line_error("cannot write to output folder")
     assert (tmp_path / 'file').read_text() == 'mine'
 
 
-def test_non_finite_loss_exits_non_zero_with_one_line(tmp_path, capsys):
+def test_non_finite_loss_exits_non_zero_with_one_line(tmp_path,
+                                                      one_line_error):
     out = tmp_path / 'run'
     assert main(['train', '--model', 'lightgcn', '--dataset', 'synthetic',
                  '--out', str(out), '--lr', '1e30'] + FAST) == 1
-    one_line_error(capsys, "is nan at epoch 1, step 2 of")
+    one_line_error("is nan at epoch 1, step 2 of")
     assert not any(out.iterdir())  # the first epoch never ended
 
 
-def test_resume_takes_the_checkpoints_options(tmp_path, capsys):
+def test_resume_takes_the_checkpoints_options(tmp_path, capsys,
+                                              one_line_error):
     out = tmp_path / 'run'
     base = ['train', '--model', 'lightgcn', '--dataset', 'synthetic',
             '--out', str(out)]
@@ -266,18 +263,18 @@ def test_resume_takes_the_checkpoints_options(tmp_path, capsys):
             (['--preset', 'default'], "--preset does not apply with "
              "--resume")):
         assert main(base + ['--resume', '--epochs', '4'] + argv) == 2
-        one_line_error(capsys, message)
+        one_line_error(message)
     other = ['train', '--model', 'mmgcn', '--dataset', 'synthetic', '--out',
              str(out), '--resume']
     assert main(other) == 2
-    one_line_error(capsys, "was trained with --model lightgcn; this run asks "
-                   "for --model mmgcn")
+    one_line_error("was trained with --model lightgcn; this run asks for "
+                   "--model mmgcn")
     (out / 'best.pt').write_bytes(b'\x80\x02torn')
     assert main(base + ['--resume', '--epochs', '4']) == 2
-    one_line_error(capsys, "best.pt' is not a pyg-mmssl checkpoint")
+    one_line_error("best.pt' is not a pyg-mmssl checkpoint")
 
 
-def test_checkpoint_payload_never_runs(tmp_path, capsys):
+def test_checkpoint_payload_never_runs(tmp_path, one_line_error):
     import os
     import torch
     marker = tmp_path / 'marker'
@@ -288,8 +285,8 @@ def test_checkpoint_payload_never_runs(tmp_path, capsys):
 
     torch.save({'meta': Payload(), 'model': {}}, tmp_path / 'evil.pt')
     assert main(['evaluate', '--checkpoint', str(tmp_path / 'evil.pt')]) == 2
-    one_line_error(capsys, "is not a pyg-mmssl checkpoint (it holds objects "
-                   "other than tensors and plain values")
+    one_line_error("is not a pyg-mmssl checkpoint (it holds objects other "
+                   "than tensors and plain values")
     assert not marker.exists()
 
 

@@ -1,4 +1,4 @@
-r"""``pyg-mmssl``: train, evaluate, recommend and inspect datasets.
+r"""``pyg-mmssl``: train, tune, evaluate, recommend and inspect datasets.
 
 Errors caused by input print one line and exit with status 2 (``--debug``
 shows the traceback)."""
@@ -18,6 +18,7 @@ from pyg_mmssl.data.graph import DataError, statistics
 from pyg_mmssl.device import resolve_device
 from pyg_mmssl.files import read_checkpoint
 from pyg_mmssl.train import NonFiniteLoss, check_out_dir
+from pyg_mmssl.tune.study import MissingDependency, NoTrialCompleted
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -52,6 +53,17 @@ def _positive_int(text: str) -> int:
                                          f"'{text}'")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got "
+                                         f"'{text}'")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
@@ -178,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument('--resume', action='store_true',
                        help='continue the run in --out from its last.pt, with '
                        'its options (default: off)')
+    train.add_argument('--config', metavar='FILE', default=None,
+                       help='JSON file of model and training options (the '
+                       'best.json of pyg-mmssl tune, or written by hand with '
+                       'its keys), applied on top of the preset; flags '
+                       'override it (default: none)')
     train.add_argument('--quiet', action='store_true',
                        help='no progress bars or per-epoch lines (default: '
                        'off)')
@@ -186,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                        '(torch.distributed: gloo on CPU, nccl on CUDA, one '
                        'GPU per process); torchrun works too (default: 1)')
     _add_config_args(train)
+
+    _add_tune_parser(sub, common)
 
     ev = sub.add_parser('evaluate', help='metrics of a checkpoint',
                         parents=[common])
@@ -222,8 +241,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_tune_parser(sub, common: argparse.ArgumentParser):
+    from pyg_mmssl.presets import MODEL_CONFIGS
+
+    tune = sub.add_parser(
+        'tune', parents=[common], help='hyper-parameter search (Optuna) on '
+        'validation Recall@20; the test split is never ranked')
+    tune.add_argument('--model', required=True, choices=sorted(MODEL_CONFIGS),
+                      help='the model to tune (required; no default)')
+    _add_dataset_args(tune)
+    tune.add_argument('--preset', default=None,
+                      help='hyper-parameter preset the trials start from '
+                      '(default: the dataset\'s preset if it has one, else '
+                      'the model\'s "default")')
+    tune.add_argument('--trials', type=_positive_int, required=True,
+                      metavar='N', help='run until the study holds N trials '
+                      'that ran to their end, counting those of an '
+                      'interrupted earlier call (required; no default)')
+    tune.add_argument('--timeout', type=_positive_float, metavar='SECONDS',
+                      default=None, help='start no trial after this many '
+                      'seconds; running trials finish (default: none)')
+    tune.add_argument('--space', metavar='FILE', default=None,
+                      help='JSON or YAML search space replacing the model\'s '
+                      'default one (default: the model\'s space, see '
+                      'docs/tuning.md)')
+    tune.add_argument('--out', required=True,
+                      help='folder of the study (study.db) and of best.json, '
+                      'trials.csv, trials.md and history.png; a study in it '
+                      'continues (required; no default)')
+    tune.add_argument('--jobs', type=_positive_int, default=1, metavar='J',
+                      help='trials at once, each in its own process with its '
+                      'share of the CPU cores (default: 1)')
+    tune.add_argument('--seed', type=int, default=0,
+                      help='seed of the sampler; trial n trains with seed '
+                      'SEED + n (default: 0)')
+    models = sorted(MODEL_CONFIGS)
+    tune.add_argument('--epochs', type=_positive_int, default=None,
+                      help=f"most epochs per trial (the preset's; "
+                      f"{_defaults_note('train', 'epochs', models)})")
+    tune.add_argument('--patience', type=_positive_int, default=None,
+                      help=f"epochs without a better validation Recall@20 "
+                      f"before a trial stops (the preset's; "
+                      f"{_defaults_note('train', 'patience', models)})")
+    tune.add_argument('--device', default='auto', help="'auto', 'cpu', "
+                      "'cuda' or 'cuda:N' (default: auto)")
+
+
 def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
-    from pyg_mmssl.presets import MODEL_CONFIGS, override, preset
+    from pyg_mmssl.presets import MODEL_CONFIGS, override
 
     given = {k: v for k, v in vars(args).items() if v is not None}
     if 'ks' in given:
@@ -240,9 +305,7 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     if args.resume:
         model_cfg, train_cfg = _resumed_configs(args, given, out)
     else:
-        name = args.preset or args.dataset
-        model_cfg, train_cfg = preset(args.model, name,
-                                      strict=args.preset is not None)
+        model_cfg, train_cfg = _configs(args)
         model_cfg = override(model_cfg, given)
     train_cfg = override(train_cfg, given)
     resolve_device(train_cfg.device)  # an absent device fails before loading
@@ -265,6 +328,27 @@ def cmd_train(args: argparse.Namespace) -> Dict[str, Any]:
     return _train(args, model_cfg, train_cfg, out)
 
 
+def _configs(args: argparse.Namespace):
+    r"""The model and training configs of a new run: the preset's, with the
+    values of ``--config`` (if given) on top."""
+    from pyg_mmssl.presets import preset
+    from pyg_mmssl.presets.config_file import read_config
+
+    if args.config is None:
+        return preset(args.model, args.preset or args.dataset,
+                      strict=args.preset is not None)
+    run = read_config(args.config, args.model)
+    if run.dataset not in (None, args.dataset):
+        logging.getLogger(__name__).warning(
+            "%s was made on dataset '%s'; this run trains on '%s'",
+            args.config, run.dataset, args.dataset)
+    name = args.preset or run.preset
+    model_cfg, train_cfg = preset(args.model, name or args.dataset,
+                                  strict=name is not None)
+    return (dataclasses.replace(model_cfg, **run.model_config),
+            dataclasses.replace(train_cfg, **run.train_config))
+
+
 def _load(args: argparse.Namespace):
     from pyg_mmssl.datasets import load_dataset
     return load_dataset(args.dataset, args.root, inter=args.inter)
@@ -279,13 +363,14 @@ def _resumed_configs(args: argparse.Namespace, given: Dict[str, Any],
     from pyg_mmssl.presets import MODEL_CONFIGS
     from pyg_mmssl.train import TrainConfig
 
+    for flag in ('preset', 'config'):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag} does not apply with --resume: the run "
+                             f"keeps the options of its checkpoint")
     last = osp.join(out, 'last.pt')
     if not osp.exists(last):
         raise FileNotFoundError(f"--resume: no checkpoint '{last}' to resume "
                                 f"from")
-    if args.preset is not None:
-        raise ValueError("--preset does not apply with --resume: the run "
-                         "keeps the options of its checkpoint")
     ckpt = read_checkpoint(last, required=('meta', 'config'))
     meta = ckpt['meta']
     for key in ('model', 'dataset', 'inter'):
@@ -345,6 +430,28 @@ def _train_rank(args: argparse.Namespace):
     if args.quiet:
         logging.getLogger('pyg_mmssl').setLevel(logging.WARNING)
     cmd_train(args)
+
+
+def cmd_tune(args: argparse.Namespace):
+    from pyg_mmssl.tune import tune
+
+    result = tune(args.model, args.dataset, args.trials, args.out,
+                  space=args.space, timeout=args.timeout, jobs=args.jobs,
+                  seed=args.seed, root=args.root, inter=args.inter,
+                  preset_name=args.preset, epochs=args.epochs,
+                  patience=args.patience, device=args.device)
+    best = result.best['study']
+    print(f"{args.model} on {args.dataset}: {result.trials} trials "
+          f"({result.ran} started now); best validation Recall@20 "
+          f"{best['value']:.4f} (trial {best['trial']})")
+    print(f"results in {args.out}: best.json, trials.md, trials.csv, "
+          f"history.png")
+    data = ''.join(f" --{k} {getattr(args, k)}" for k in ('root', 'inter')
+                   if getattr(args, k) is not None)
+    print(f"train it: pyg-mmssl train --model {args.model} --dataset "
+          f"{args.dataset}{data} --config "
+          f"{osp.join(args.out, 'best.json')}")
+    return result
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
@@ -416,7 +523,7 @@ def cmd_info(args: argparse.Namespace) -> Dict[str, Any]:
     return stats
 
 
-COMMANDS = {'train': cmd_train, 'evaluate': cmd_evaluate,
+COMMANDS = {'train': cmd_train, 'tune': cmd_tune, 'evaluate': cmd_evaluate,
             'recommend': cmd_recommend, 'compare': cmd_compare,
             'info': cmd_info}
 
@@ -430,10 +537,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("interrupted (a training run continues with --resume)",
-              file=sys.stderr)
+        again = ('a study continues when the same command runs again'
+                 if args.command == 'tune' else
+                 'a training run continues with --resume')
+        print(f"interrupted ({again})", file=sys.stderr)
         return 130
-    except NonFiniteLoss as e:
+    except (NonFiniteLoss, NoTrialCompleted, MissingDependency) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -35,8 +35,15 @@ def atomic_torch_save(obj: Any, path: str) -> None:
 
 
 def atomic_write_json(obj: Any, path: str) -> None:
-    _atomic(path, lambda f: f.write(
-        (json.dumps(obj, indent=2, sort_keys=False) + '\n').encode()))
+    atomic_write_text(json.dumps(obj, indent=2, sort_keys=False) + '\n', path)
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    atomic_write_bytes(text.encode(), path)
+
+
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    _atomic(path, lambda f: f.write(data))
 
 
 CHECKPOINT_KEYS = ('meta', 'model')

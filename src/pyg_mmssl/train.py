@@ -549,7 +549,7 @@ class Trainer:
                f"({record['seconds']:.1f}s)")
         if self.show_progress:
             tqdm.write(msg)
-        elif is_main():
+        elif is_main() and not self.config.quiet:
             log.info(msg)
 
     def _finish(self, state: Dict[str, Any],
