@@ -333,16 +333,39 @@ def _work(job: Dict[str, Any], worker: int, data=None):
         pruner=job['pruner'] if job['pruner'] is not None
         else default_pruner())
 
-    def objective(trial) -> float:
-        return _trial(trial, data, job)
-
     while job['deadline'] is None or time.time() < job['deadline']:
-        trials = study.get_trials(deepcopy=False)
-        active = sum(is_finished(t) or t.state == TrialState.RUNNING
-                     for t in trials)
-        if active >= job['trials']:
-            break
-        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss, ))
+        # Counting and starting a trial under one lock: workers never start
+        # more trials than asked for between them.
+        with _file_lock(osp.join(job['out'], '.trials.lock')):
+            trials = study.get_trials(deepcopy=False)
+            active = sum(is_finished(t) or t.state == TrialState.RUNNING
+                         for t in trials)
+            if active >= job['trials']:
+                break
+            trial = study.ask()
+        try:
+            value = _trial(trial, data, job)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except NonFiniteLoss:
+            study.tell(trial, state=TrialState.FAIL)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        else:
+            study.tell(trial, value)
+
+
+@contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    r"""An exclusive lock on ``path`` (created if missing), held for the
+    ``with`` block, waiting for other processes that hold it."""
+    with open(path, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _trial(trial, data, job: Dict[str, Any]) -> float:
