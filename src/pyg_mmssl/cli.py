@@ -45,26 +45,22 @@ class _Parser(argparse.ArgumentParser):
                   f"{self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got "
-                                         f"'{text}'")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+def _positive(cast, what: str):
+    r"""An argparse type: ``cast(text)``, which must be positive."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {what}, "
+                                             f"got '{text}'")
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got "
-                                         f"'{text}'")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+_positive_int = _positive(int, 'integer')
+_positive_float = _positive(float, 'number')
 
 
 def _add_dataset_args(p: argparse.ArgumentParser):
