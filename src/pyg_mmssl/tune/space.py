@@ -49,12 +49,20 @@ SPACES: Dict[str, Dict[str, Any]] = {
         'reg': {'type': 'float', 'low': 1e-6, 'high': 1e-3, 'log': True},
         'cl_rate': {'type': 'float', 'low': 1e-3, 'high': 0.3, 'log': True},
         'g_rate': {'type': 'float', 'low': 1e-5, 'high': 1e-2, 'log': True},
-        'lambda_f': {'type': 'float', 'low': 0.1, 'high': 1.0},
-        'lambda_id': {'type': 'float', 'low': 0.1, 'high': 1.0},
+        'lambda_f': {'type': 'float', 'low': 0.01, 'high': 1.0, 'log': True},
+        'lambda_id': {'type': 'float', 'low': 0.05, 'high': 1.0,
+                      'log': True},
         'dropout': {'type': 'float', 'low': 0.0, 'high': 0.5},
         'topk_rate': {'type': 'float', 'low': 1e-4, 'high': 3e-2,
                       'log': True},
         'refresh_every': {'type': 'categorical', 'choices': [1, 10, 59]},
+        # Whether structure learning is on, and how its graphs are used.
+        'adversarial': {'type': 'categorical', 'choices': [True, False]},
+        'learned_graph': {'type': 'categorical',
+                          'choices': ['replace', 'union', 'mix']},
+        'graph_beta': {'type': 'float', 'low': 0.5, 'high': 0.95},
+        'learned_weight': {'type': 'categorical',
+                           'choices': ['binary', 'score']},
     },
 }
 
