@@ -1,7 +1,9 @@
 r"""Writes a dataset again with a new split: every user's interactions (all
 of train, validation and test together) shuffled with ``--seed`` and cut
-80 / 10 / 10 (rounded; each user keeps at least one training item), in the
-``mmssl`` JSON layout with the item features as ``<modality>_feat.npy``.
+80 / 10 / 10, in the ``mmssl`` JSON layout with the item features as
+``<modality>_feat.npy``. Users with few interactions (TikTok's median is
+three) still get held-out items: one test item from two interactions on,
+one validation item from three on, and always one training item.
 Load it with ``--dataset mmssl --root OUT``. A second split tells whether a
 result holds beyond the one split a dataset ships with.
 
@@ -27,10 +29,12 @@ SHARES = {'val': 0.1, 'test': 0.1}
 def split_per_user(edge_index: torch.Tensor, num_users: int,
                    seed: int) -> Dict[str, torch.Tensor]:
     r"""``{"train", "val", "test"}`` parts of ``[2, E]`` (user, item) pairs:
-    each user's pairs in a random order (``seed``), the first
-    :math:`\mathrm{round}(0.1 n)` to validation, the next
-    :math:`\mathrm{round}(0.1 n)` to test, the rest (at least one) to
-    train."""
+    a user's :math:`n` pairs in a random order (``seed``), the first
+    :math:`n_{val}` to validation, the next :math:`n_{test}` to test, the
+    rest to train, with :math:`n_{test} = \max(1, \mathrm{round}(0.1 n))`
+    for :math:`n \ge 2` and :math:`n_{val} = \max(1, \mathrm{round}(0.1
+    n))` for :math:`n \ge 3` (zero below): at least one training pair each.
+    """
     g = torch.Generator().manual_seed(seed)
     user = edge_index[0]
     # Sort by user, random order within a user.
@@ -41,11 +45,12 @@ def split_per_user(edge_index: torch.Tensor, num_users: int,
     start = torch.cumsum(count, 0) - count
     rank = torch.arange(user.numel()) - start[user]
     n = count[user].double()
-    n_val = torch.round(SHARES['val'] * n)
-    n_test = torch.round(SHARES['test'] * n)
-    # A user with few interactions keeps one for training.
-    n_test = torch.minimum(n_test, (n - 1 - n_val).clamp(min=0))
-    n_val = torch.minimum(n_val, n - 1)
+
+    def share(name: str, least: int) -> torch.Tensor:
+        k = torch.round(SHARES[name] * n).clamp(min=1)
+        return torch.where(n >= least, k, torch.zeros_like(k))
+
+    n_val, n_test = share('val', 3), share('test', 2)
     part = torch.where(rank < n_val, 1, torch.where(rank < n_val + n_test,
                                                     2, 0))
     pairs = edge_index[:, order]
