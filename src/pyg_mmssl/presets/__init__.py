@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, field, fields, make_dataclass, replace
 from typing import Any, Dict, List, Tuple
 
-from pyg_mmssl.nn.models import MMGCN, MMSSL, LightGCN
+from pyg_mmssl.nn.models import MODELS
 from pyg_mmssl.train import TrainConfig
 
 
@@ -30,15 +30,8 @@ def model_config(model: type) -> type:
     return make_dataclass(f'{model.__name__}Config', out)
 
 
-LightGCNConfig = model_config(LightGCN)
-MMGCNConfig = model_config(MMGCN)
-MMSSLConfig = model_config(MMSSL)
-
-MODEL_CONFIGS = {
-    'lightgcn': LightGCNConfig,
-    'mmgcn': MMGCNConfig,
-    'mmssl': MMSSLConfig,
-}
+# One configuration per model of the library, under the same names.
+MODEL_CONFIGS = {name: model_config(model) for name, model in MODELS.items()}
 
 # (model, dataset) -> {'model': {...}, 'train': {...}}; 'default' applies to
 # any dataset without its own entry.
@@ -85,7 +78,6 @@ def preset(model: str, dataset: str, strict: bool = False
 def build_model(name: str, config, data):
     r"""Model ``name`` for ``data`` (a :class:`HeteroData`) with the options
     of ``config``, one of :data:`MODEL_CONFIGS`."""
-    from pyg_mmssl.nn.models import MODELS
     return MODELS[name].from_data(data, **asdict(config))
 
 

@@ -341,13 +341,17 @@ class MMSSL(Recommender):
                 p_u, p_i = sharding.sync(p_u), sharding.sync(p_i)
                 users = torch.arange(self.num_users, device=p_u.device)[
                     sharding.users(self.num_users)]
-            edges, scores = topk_graph(p_u, p_i, self.k, self.train_csr(),
-                                       self.chunk_size, users, scores=True)
+            weighted = self.learned_weight == 'score'
+            edges = topk_graph(p_u, p_i, self.k, self.train_csr(),
+                               self.chunk_size, users, scores=weighted)
+            if weighted:
+                edges, scores = edges
             if sharding is not None:
                 edges = sharding.gather(edges.t().contiguous()).t()
-                scores = sharding.gather(scores)
+                if weighted:
+                    scores = sharding.gather(scores)
             setattr(self, f'learned_{j}', edges.contiguous())
-            if self.learned_weight == 'score':
+            if weighted:
                 # k softmax(scores) over each user's edges: mean one.
                 count = torch.bincount(edges[0], minlength=self.num_users)
                 weight = softmax(scores, edges[0], num_nodes=self.num_users)
