@@ -230,7 +230,7 @@ def test_every_model_is_tunable(model, tmp_path):
     searched = {k for k, v in space.items() if isinstance(v, dict)}
     assert searched <= set(rows(tmp_path)[0])
     assert set(default_space(model)) - searched == (
-        {'adversarial'} if model == 'mmssl' else set())
+        {'adversarial', 'refresh_every'} if model == 'mmssl' else set())
     assert result.best['model_config']['embedding_dim'] == 8
 
 
