@@ -6,6 +6,11 @@ peak memory is per run.
     python benchmarks/suite.py --dataset tiktok --seeds 0 1 2 --out results/tiktok
     python benchmarks/suite.py --dataset synthetic --seeds 0 --epochs 2 --out /tmp/s
     python benchmarks/suite.py ... --jobs 2 --threads 1   # two runs at a time
+    python benchmarks/suite.py --models lightgcn mmssl mmssl:tiktok-paper ...
+
+A model is ``NAME`` (the dataset's preset, or ``--preset``) or
+``NAME:PRESET`` (that preset, e.g. the released code's values as
+``mmssl:tiktok-paper``).
 
 ``--jobs N`` runs N (model, seed) pairs at a time, each with ``--threads``
 intra-op threads (default: the CPU count divided by N), so a machine's cores
@@ -16,7 +21,7 @@ Reused runs keep the figures of the invocation that trained them.
 Writes into ``--out``: ``runs/<model>-seed<s>/`` (each run's files),
 ``results.json`` (every run's metrics, epochs, seconds per epoch, training
 time, peak memory, the commands, versions and machine), ``results.md``
-(mean +- std per model) and ``val_recall.png`` (validation Recall@20 against
+(the headline table, then mean +- std of every metric) and ``val_recall.png`` (validation Recall@20 against
 training wall time, one colour per model).
 """
 import argparse
@@ -29,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from common import mean_std
 
@@ -38,13 +43,32 @@ KS = (10, 20, 50)
 METRICS = ('recall', 'ndcg', 'precision', 'hit')
 
 
-def run_one(args, model: str, seed: int) -> Dict[str, Any]:
-    out = osp.join(args.out, 'runs', f'{model}-seed{seed}')
+def parse_model(text: str) -> Tuple[str, Optional[str]]:
+    r"""``(name, preset)`` of a ``--models`` entry ``NAME[:PRESET]``, or
+    :class:`argparse.ArgumentTypeError` naming what is wrong."""
+    from pyg_mmssl.presets import preset_names
+    name, _, preset = text.partition(':')
+    if name not in MODELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown model '{name}', expected one of {list(MODELS)}")
+    if preset and preset not in preset_names(name):
+        raise argparse.ArgumentTypeError(
+            f"unknown preset '{preset}' for {name}, expected one of "
+            f"{preset_names(name)}")
+    return name, preset or None
+
+
+def run_one(args, label: str, seed: int) -> Dict[str, Any]:
+    model, preset = parse_model(label)
+    preset = preset or args.preset
+    out = osp.join(args.out, 'runs', f"{label.replace(':', '-')}-seed{seed}")
     cmd = [sys.executable, '-m', 'pyg_mmssl.cli', 'train', '--model', model,
            '--dataset', args.dataset, '--seed', str(seed), '--device',
            args.device, '--out', out, '--quiet']
     if args.root:
         cmd += ['--root', args.root]
+    if preset:
+        cmd += ['--preset', preset]
     if args.epochs:
         cmd += ['--epochs', str(args.epochs)]
     if model == 'mmssl' and args.critic:
@@ -69,7 +93,7 @@ def run_one(args, model: str, seed: int) -> Dict[str, Any]:
     with open(osp.join(out, 'history.json')) as f:
         history = json.load(f)
     return {
-        'model': model,
+        'model': label,
         'seed': seed,
         'command': ' '.join(cmd),
         'best_epoch': metrics['best_epoch'],
@@ -81,6 +105,9 @@ def run_one(args, model: str, seed: int) -> Dict[str, Any]:
         'test': metrics['test'],
         'curve': [(h['elapsed'], h['val']['recall@20']) for h in history
                   if 'val' in h],
+        'best_seconds': next((h['elapsed'] for h in history
+                              if h.get('epoch') == metrics['best_epoch']),
+                             None),
     }
 
 
@@ -101,6 +128,48 @@ def environment() -> Dict[str, Any]:
                  if torch.cuda.is_available() else None),
     }
 
+
+
+def time_to(run: Dict[str, Any], target: float) -> Optional[float]:
+    r"""Training seconds until ``run``'s validation Recall@20 first reaches
+    ``target``, or :obj:`None` if it never does."""
+    return next((t for t, v in run['curve'] if v >= target), None)
+
+
+def headline(runs: List[Dict[str, Any]], models) -> str:
+    r"""One row per model: test Recall@20 and NDCG@20 (mean +- std over
+    seeds) and their ratio to the first model's means, seconds per epoch,
+    seconds to the best validation epoch, seconds until validation
+    Recall@20 first reaches the first model's best (same seed; means over
+    seeds, "never" counted), and the largest peak memory."""
+    ref = {r['seed']: r for r in runs if r['model'] == models[0]}
+    lines = ['| model | seeds | test Recall@20 | test NDCG@20 | x ' +
+             models[0] + ' (R / N) | s/epoch | s to best | s to ' +
+             models[0] + "'s best | peak MB |", '|---' * 9 + '|']
+    means = {}
+    for model in models:
+        rs = [r for r in runs if r['model'] == model]
+        if not rs:
+            continue
+        recall = [r['test']['recall@20'] for r in rs]
+        ndcg = [r['test']['ndcg@20'] for r in rs]
+        means[model] = statistics.mean(recall), statistics.mean(ndcg)
+        ratio = '/'.join(f'{a / b:.2f}' for a, b in zip(
+            means[model], means[models[0]]))
+        reach = [time_to(r, ref[r['seed']]['val']['recall@20'])
+                 for r in rs if r['seed'] in ref]
+        met = [t for t in reach if t is not None]
+        reached = (f'{statistics.mean(met):.0f}' if met else 'never') + (
+            f' ({len(met)}/{len(reach)} seeds)' if len(met) < len(reach)
+            else '')
+        best = [r['best_seconds'] for r in rs if r['best_seconds'] is not None]
+        lines.append(
+            f'| {model} | {len(rs)} | {mean_std(recall)} | {mean_std(ndcg)} '
+            f'| {ratio} '
+            f"| {statistics.mean(r['seconds_per_epoch'] for r in rs):.2f} "
+            f"| {statistics.mean(best):.0f} | {reached if reach else ''} "
+            f"| {max(r['peak_memory_mb'] for r in rs):.0f} |")
+    return '\n'.join(lines)
 
 
 def markdown(runs: List[Dict[str, Any]], models) -> str:
@@ -147,8 +216,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataset', default='tiktok')
     parser.add_argument('--root', default=None)
+    parser.add_argument('--preset', default=None,
+                        help="preset of models given without one (default: "
+                        "the dataset's)")
     parser.add_argument('--models', nargs='+', default=list(MODELS),
-                        choices=MODELS)
+                        help='NAME or NAME:PRESET each (default: '
+                        f"{' '.join(MODELS)}); the first is the reference of "
+                        'the headline table')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=None,
                         help='cap on epochs (default: the preset, with early '
@@ -165,6 +239,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         parser.error('--jobs and --threads must be at least 1')
+    try:
+        for label in args.models:
+            parse_model(label)
+            if args.preset and ':' not in label:
+                parse_model(f'{label}:{args.preset}')
+    except argparse.ArgumentTypeError as e:
+        parser.error(f'--models: {e}')
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
 
@@ -188,7 +269,8 @@ def main(argv=None):
         'runs': runs,
     }
     atomic_write_json(result, osp.join(args.out, 'results.json'))
-    table = markdown(runs, args.models)
+    table = headline(runs, args.models) + '\n\n' + markdown(runs,
+                                                              args.models)
     tmp = osp.join(args.out, 'results.md.tmp')
     with open(tmp, 'w') as f:
         f.write(f"Test metrics at the best validation epoch, mean ± std over "

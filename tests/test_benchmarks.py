@@ -39,7 +39,7 @@ def test_suite_smoke(suite, tmp_path):
         assert len(run['curve']) == 1
     assert result['environment']['torch'] and result['command']
     table = (out / 'results.md').read_text()
-    assert table.count('\n| ') == 4  # header + 3 models
+    assert table.count('\n| ') == 8  # two tables: header + 3 models
     png = (out / 'val_recall.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n'
     # A second call reuses finished runs instead of training again.
@@ -48,6 +48,38 @@ def test_suite_smoke(suite, tmp_path):
                 '--models', 'mmssl', '--device', 'cpu', '--out', str(out)])
     assert osp.getmtime(out / 'runs' / 'mmssl-seed0' /
                         'metrics.json') == mtime
+
+
+def test_suite_models_with_presets_and_headline(suite, tmp_path, capsys):
+    # 'NAME:PRESET' runs that preset in its own folder; the headline table
+    # compares every model with the first one, seed by seed.
+    out = tmp_path / 'bench'
+    suite.main(['--dataset', 'synthetic', '--seeds', '0', '--epochs', '2',
+                '--models', 'lightgcn', 'lightgcn:default', '--device',
+                'cpu', '--threads', '1', '--out', str(out)])
+    result = json.loads((out / 'results.json').read_text())
+    a, b = result['runs']
+    assert (a['model'], b['model']) == ('lightgcn', 'lightgcn:default')
+    assert '--preset default' in b['command'] and '--preset' not in \
+        a['command']
+    assert (out / 'runs' / 'lightgcn-default-seed0' / 'metrics.json').exists()
+    assert a['test'] == b['test']  # the same preset, seed and data
+    # Evaluated every epoch: the curve's point at the best epoch.
+    assert a['best_seconds'] == a['curve'][a['best_epoch'] - 1][0]
+    rows = [line for line in (out / 'results.md').read_text().splitlines()
+            if line.startswith('| lightgcn')]
+    headline = rows[:2]
+    for row in headline:
+        cells = [c.strip() for c in row.split('|')[1:-1]]
+        assert cells[4] == '1.00/1.00'  # x the reference, R and N
+        assert cells[7] != 'never'  # the same run reaches its own best
+    # A model or preset that does not exist is one usage line, not a run.
+    for bad, message in (('lightgcn:paper', "unknown preset 'paper' for "
+                          "lightgcn"), ('gcn', "unknown model 'gcn'")):
+        with pytest.raises(SystemExit):
+            suite.main(['--models', bad, '--out', str(tmp_path / 'x')])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'x').exists()
 
 
 def test_suite_reports_a_failed_run(suite, tmp_path):

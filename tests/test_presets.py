@@ -1,0 +1,29 @@
+import pytest
+
+from pyg_mmssl.presets import PRESETS, build_model, preset, preset_names
+
+
+def test_paper_presets_keep_the_released_values():
+    # The released code's TikTok settings, written out here independently
+    # of the constructor's defaults, which a tuned preset may move away from.
+    model, train = preset('mmssl', 'tiktok-paper', strict=True)
+    released = dict(num_layers=2, dropout=0.2, lambda_id=0.36, lambda_f=0.55,
+                    reg=1e-5, cl_rate=0.03, g_rate=1.8e-3, tau_real=0.002,
+                    topk_rate=0.01, refresh_every=1, adversarial=True,
+                    contrastive=True, attention=True, learned_graph='replace',
+                    learned_weight='binary', fusion_scale='unit')
+    assert {k: getattr(model, k) for k in released} == released
+    assert (train.lr, train.batch_size) == (5.4e-4, 1024)
+    for name in ('baby-paper', 'sports-paper'):
+        model, train = preset('mmssl', name, strict=True)
+        assert (model.adversarial, model.learned_graph, model.lambda_f,
+                model.topk_rate, train.lr) == (True, 'replace', 0.55, 1e-4,
+                                               5.5e-4)
+
+
+@pytest.mark.parametrize('model,name', sorted(PRESETS))
+def test_every_preset_builds_its_model(model, name, tiny_data):
+    config, _ = preset(model, name, strict=True)
+    assert name in preset_names(model)
+    built = build_model(model, config, tiny_data)
+    assert sum(p.numel() for p in built.parameters()) > 0
