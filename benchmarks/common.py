@@ -54,7 +54,9 @@ def preset_trainer(config: str, data, dataset: str, device: str = 'cpu'):
     r"""A :class:`~pyg_mmssl.train.Trainer` (writing nothing) for
     ``config`` = ``"model"``, ``"model:critic"`` or either followed by
     ``":field=value"`` model overrides (e.g.
-    ``"mmssl:lowrank:refresh_every=59"``), with ``dataset``'s preset."""
+    ``"mmssl:lowrank:refresh_every=59"``), with ``dataset``'s preset, or
+    another one named as ``"model@preset"`` (e.g.
+    ``"mmssl@tiktok-paper"``)."""
     import dataclasses
 
     from pyg_mmssl.nn.models import MODELS
@@ -62,7 +64,12 @@ def preset_trainer(config: str, data, dataset: str, device: str = 'cpu'):
     from pyg_mmssl.train import Trainer
 
     model_name, *parts = config.split(':')
-    model_cfg, train_cfg = preset(model_name, dataset)
+    model_name, _, preset_name = model_name.partition('@')
+    try:
+        model_cfg, train_cfg = preset(model_name, preset_name or dataset,
+                                      strict=bool(preset_name))
+    except ValueError as e:
+        sys.exit(f"'{config}': {e}")
     values = {}
     for part in parts:
         key, _, value = part.rpartition('=')

@@ -177,6 +177,12 @@ def test_preset_trainer_configs(common, tiny_data):
     assert model.refresh_every == 7 and model.gumbel is False
     with pytest.raises(SystemExit, match="mmssl has no option 'nope'"):
         common.preset_trainer('mmssl:nope=1', tiny_data, 'synthetic')
+    # 'model@preset' takes another preset than the dataset's.
+    paper = common.preset_trainer('mmssl@tiktok-paper:lowrank', tiny_data,
+                                  'synthetic')
+    assert paper.model.lambda_f == 0.55 and paper.config.lr == 5.4e-4
+    with pytest.raises(SystemExit, match="unknown preset 'nope'"):
+        common.preset_trainer('mmssl@nope', tiny_data, 'synthetic')
 
 
 @pytest.fixture
