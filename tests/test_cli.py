@@ -141,6 +141,38 @@ def test_train_mmgcn(tmp_path):
     assert metrics['meta']['model_config']['combine'] == 'add'
 
 
+@pytest.mark.parametrize('model,flags', [
+    ('freedom', ['--knn-k', '5', '--modality-weights', 'image=1,text=2',
+                 '--resample-every', '3']),
+    ('bm3', ['--target-dropout', '0.5', '--no-finetune-features']),
+])
+def test_train_resume_evaluate_freedom_and_bm3(model, flags, tmp_path,
+                                               capsys):
+    out = tmp_path / model
+    args = ['train', '--model', model, '--dataset', 'synthetic', '--out',
+            str(out)] + flags + FAST
+    assert main(args) == 0
+    cfg = json.loads((out / 'metrics.json').read_text())['meta'][
+        'model_config']
+    assert cfg['embedding_dim'] == 8 and cfg['num_layers'] == 1
+    if model == 'freedom':
+        assert (cfg['knn_k'], cfg['modality_weights'],
+                cfg['resample_every']) == (5, 'image=1,text=2', 3)
+    else:
+        assert (cfg['target_dropout'], cfg['finetune_features']) == (0.5,
+                                                                     False)
+    args[args.index('--epochs') + 1] = '3'
+    assert main(args + ['--resume']) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['epochs_run'] == 3
+    capsys.readouterr()
+    assert main(['evaluate', '--checkpoint', str(out / 'best.pt'), '--json',
+                 '--device', 'cpu']) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res['test']['recall@20'] == pytest.approx(
+        metrics['test']['recall@20'])
+
+
 def test_same_seed_same_result(tmp_path):
     results = []
     for name in ('a', 'b'):
@@ -191,7 +223,7 @@ def test_docstring_defaults_match_the_configs():
     (['--device', 'gpu'], "unknown device 'gpu': expected 'auto', 'cpu', "
      "'cuda' or 'cuda:N'"),
     (['--preset', 'nope'], "unknown preset 'nope' for model 'lightgcn', "
-     "expected one of ['default']"),
+     "expected one of ['default', 'tiktok']"),
 ])
 def test_bad_train_options_are_one_line(argv, message, tmp_path,
                                         one_line_error):

@@ -10,9 +10,11 @@ import torch
 from pyg_mmssl.cli import main
 from pyg_mmssl.data import split_edge_index, to_csr
 from pyg_mmssl.metrics import evaluate
-from pyg_mmssl.nn.models import MMGCN, MMSSL, LightGCN
+from pyg_mmssl.nn.models import BM3, FREEDOM, MMGCN, MMSSL, LightGCN
 
 MODELS = {
+    'bm3': lambda data: BM3.from_data(data, embedding_dim=16),
+    'freedom': lambda data: FREEDOM.from_data(data, embedding_dim=16),
     'lightgcn': lambda data: LightGCN.from_data(data, embedding_dim=16),
     'mmgcn': lambda data: MMGCN.from_data(data, embedding_dim=16),
     'mmssl': lambda data: MMSSL.from_data(data, embedding_dim=16, heads=4,

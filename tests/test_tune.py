@@ -218,7 +218,7 @@ def test_default_spaces_cover_every_model():
                                            'graph_beta', 'learned_weight'}
 
 
-@pytest.mark.parametrize('model', ['mmgcn', 'mmssl'])
+@pytest.mark.parametrize('model', ['mmgcn', 'mmssl', 'freedom', 'bm3'])
 def test_every_model_is_tunable(model, tmp_path):
     from pyg_mmssl.tune import tune
     space = {**default_space(model), 'embedding_dim': 8, 'batch_size': 4096}
@@ -258,7 +258,7 @@ def test_a_study_continues_only_with_its_options(study, tmp_path,
     ({'model_config': {'combine': 'add'}}, "'combine' in 'model_config' is "
      "not an option of model 'lightgcn'"),
     ({'train_config': {'lr': 'fast'}}, "'lr' must be a number, got 'fast'"),
-    ({'preset': 'tiktok'}, "unknown preset 'tiktok' for model 'lightgcn'"),
+    ({'preset': 'amazon'}, "unknown preset 'amazon' for model 'lightgcn'"),
 ])
 def test_bad_train_config_is_one_line(content, message, tmp_path,
                                       one_line_error):

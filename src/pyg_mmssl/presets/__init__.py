@@ -50,6 +50,21 @@ PRESETS: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {
     # default space, best trial rounded to 3 digits (benchmarks/RESULTS.md).
     ('lightgcn', 'tiktok'): {'model': {'num_layers': 3, 'reg': 2.93e-3},
                              'train': {'lr': 8.96e-3, 'batch_size': 2048}},
+    # FREEDOM and BM3: MMRec's configs (configs/overall.yaml: lr 1e-3,
+    # batches of 2048, embeddings of 64; configs/model/FREEDOM.yaml and
+    # BM3.yaml for the rest, which are the constructors' defaults). Where
+    # MMRec searches a grid, the default is a grid value: FREEDOM's
+    # edge_dropout 0.8 of {0.8, 0.9} and feat_weight (MMRec's reg_weight)
+    # 1e-4 of {0, 1e-5, 1e-4, 1e-3}; BM3's num_layers 1 of {1, 2},
+    # target_dropout 0.3 of {0.3, 0.5} and norm_reg 0.1 of {0.1, 0.01}.
+    ('freedom', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
+    # The Amazon datasets of MMRec (image and text features): its
+    # mm_image_weight of 0.1.
+    **{('freedom', name): {
+        'model': {'modality_weights': 'image=0.1,text=0.9'},
+        'train': {'lr': 1e-3, 'batch_size': 2048},
+    } for name in ('baby', 'sports', 'clothing')},
+    ('bm3', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
     ('mmgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
     # MMSSL: the released code's values (its defaults are the constructor's),
     # with its TikTok and Amazon settings, as '<dataset>-paper'. Batches are

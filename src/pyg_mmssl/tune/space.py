@@ -44,6 +44,20 @@ SPACES: Dict[str, Dict[str, Any]] = {
         'num_layers': {'type': 'int', 'low': 1, 'high': 3},
         'combine': {'type': 'categorical', 'choices': ['concat', 'add']},
     },
+    # FREEDOM and BM3: the options MMRec's configs search (grids there,
+    # ranges here), and the learning rate.
+    'freedom': {
+        'lr': {'type': 'float', 'low': 1e-4, 'high': 1e-2, 'log': True},
+        'edge_dropout': {'type': 'float', 'low': 0.5, 'high': 0.95},
+        'feat_weight': {'type': 'categorical',
+                        'choices': [0.0, 1e-5, 1e-4, 1e-3, 1e-2]},
+    },
+    'bm3': {
+        'lr': {'type': 'float', 'low': 1e-4, 'high': 1e-2, 'log': True},
+        'num_layers': {'type': 'int', 'low': 1, 'high': 3},
+        'target_dropout': {'type': 'float', 'low': 0.1, 'high': 0.6},
+        'norm_reg': {'type': 'float', 'low': 1e-3, 'high': 1.0, 'log': True},
+    },
     'mmssl': {
         'lr': {'type': 'float', 'low': 1e-4, 'high': 3e-3, 'log': True},
         'reg': {'type': 'float', 'low': 1e-6, 'high': 1e-3, 'log': True},

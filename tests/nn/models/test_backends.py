@@ -2,11 +2,13 @@ import pytest
 import torch
 
 from pyg_mmssl.nn.adjacency import BACKENDS, available_backends
-from pyg_mmssl.nn.models import MMGCN, MMSSL, LightGCN
+from pyg_mmssl.nn.models import BM3, FREEDOM, MMGCN, MMSSL, LightGCN
 
 BATCH = ([0, 1, 2, 3, 1, 5], [2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13])
 # model, its options, (atol, rtol) of the comparison
 MODELS = {
+    'bm3': (BM3, {}, (1e-6, 1e-5)),
+    'freedom': (FREEDOM, dict(knn_k=4), (1e-6, 1e-5)),
     'lightgcn': (LightGCN, {}, (1e-6, 1e-5)),
     'mmgcn': (MMGCN, {}, (1e-6, 1e-5)),
     'mmssl': (MMSSL, dict(heads=4, topk_rate=0.1, g_rate=0.01, cl_rate=0.1),

@@ -1,9 +1,13 @@
 from .base import RecEmbedding, Recommender
+from .bm3 import BM3, BM3Embedding
+from .freedom import FREEDOM
 from .lightgcn import LightGCN
 from .mmgcn import MMGCN
 from .mmssl import MMSSL, MMSSLEmbedding
 
 MODELS = {
+    'bm3': BM3,
+    'freedom': FREEDOM,
     'lightgcn': LightGCN,
     'mmgcn': MMGCN,
     'mmssl': MMSSL,
@@ -16,5 +20,8 @@ __all__ = [
     'MMGCN',
     'MMSSL',
     'MMSSLEmbedding',
+    'FREEDOM',
+    'BM3',
+    'BM3Embedding',
     'MODELS',
 ]

@@ -2,6 +2,8 @@ r"""What every pyg_mmssl recommender shares, and the interface the trainer
 drives: ``forward``, ``loss`` (named terms), ``get_embedding`` and
 ``recommend``, plus the training hooks of models that learn more than
 embeddings (``schedule``, ``critic_loss``, ``refresh_graphs``)."""
+import difflib
+import inspect
 from typing import (Callable, Dict, Iterable, List, NamedTuple, Optional,
                     Sequence)
 
@@ -92,7 +94,18 @@ class Recommender(torch.nn.Module):
         r"""Builds the model for a :class:`HeteroData`: node types ``user``
         and ``item``, training edges ``(user, edge, item)``, and for
         multimodal models the item features ``data[item][m]`` of each
-        modality ``m`` (default: ``data.modalities``)."""
+        modality ``m`` (default: ``data.modalities``). ``kwargs`` are the
+        model's options; one it does not have raises :class:`ValueError`."""
+        options = [name for name, p in inspect.signature(
+            cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty]
+        unknown = [name for name in kwargs if name not in options]
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], options, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else \
+                f" (options: {', '.join(options)})"
+            raise ValueError(f"{cls.__name__} has no option '{unknown[0]}'"
+                             f"{hint}")
         args = [data[user].num_nodes, data[item].num_nodes,
                 split_edge_index(data, 'train', (user, edge, item))]
         if cls.multimodal:
@@ -159,6 +172,14 @@ class Recommender(torch.nn.Module):
                                      self.num_items, normalize,
                                      self.propagation_backend(),
                                      self.graph_dtype))
+
+    @torch.no_grad()
+    def reset_id_embeddings(self, weight: Tensor):
+        r"""Xavier-uniform initialisation of a ``[U + I, d]`` ID table as
+        two tables, users and items (each with its own bound
+        :math:`\sqrt{6 / (n + d)}`), as MMRec's models initialise theirs."""
+        torch.nn.init.xavier_uniform_(weight[:self.num_users])
+        torch.nn.init.xavier_uniform_(weight[self.num_users:])
 
     def split_nodes(self, x: Tensor) -> RecEmbedding:
         r"""Splits a ``[U + I, d]`` node matrix into users and items."""
