@@ -27,3 +27,26 @@ def test_every_preset_builds_its_model(model, name, tiny_data):
     assert name in preset_names(model)
     built = build_model(model, config, tiny_data)
     assert sum(p.numel() for p in built.parameters()) > 0
+
+
+def test_tuned_mmssl_presets_turn_structure_learning_off():
+    # The TikTok study's best trial: the observed graph in the ID-modality
+    # branch (no critic), lambda_f 0.1, lr 1e-3; the rest as released.
+    for name in ('tiktok', 'default', 'baby', 'sports'):
+        model, train = preset('mmssl', name, strict=True)
+        assert (model.adversarial, model.lambda_f, train.lr,
+                train.batch_size) == (False, 0.1, 1e-3, 1024)
+        assert (model.contrastive, model.attention, model.cl_rate) == (
+            True, True, 0.03)
+    paper, _ = preset('mmssl', 'tiktok-paper', strict=True)
+    tuned, _ = preset('mmssl', 'tiktok', strict=True)
+    assert (tuned.g_rate, tuned.tau_real, tuned.topk_rate) == (
+        paper.g_rate, paper.tau_real, paper.topk_rate)
+
+
+def test_tuned_baseline_presets():
+    model, train = preset('lightgcn', 'tiktok', strict=True)
+    assert (model.num_layers, model.reg, train.lr) == (3, 2.93e-3, 8.96e-3)
+    model, train = preset('mmgcn', 'tiktok', strict=True)
+    assert (model.num_layers, model.combine, model.reg, train.lr) == (
+        2, 'concat', 1.56e-5, 1.06e-4)
