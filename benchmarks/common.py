@@ -56,7 +56,8 @@ def preset_trainer(config: str, data, dataset: str, device: str = 'cpu'):
     ``":field=value"`` model overrides (e.g.
     ``"mmssl:lowrank:refresh_every=59"``), with ``dataset``'s preset, or
     another one named as ``"model@preset"`` (e.g.
-    ``"mmssl@tiktok-paper"``)."""
+    ``"mmssl@tiktok-paper"``). Naming a critic turns structure learning on
+    unless an override says otherwise."""
     import dataclasses
 
     from pyg_mmssl.nn.models import MODELS
@@ -79,8 +80,9 @@ def preset_trainer(config: str, data, dataset: str, device: str = 'cpu'):
             default = getattr(model_cfg, key)
             values[key] = (value.lower() in ('1', 'true') if isinstance(
                 default, bool) else type(default)(value))
-        else:
+        else:  # a critic named is a critic used (presets may turn it off)
             values['critic'] = value
+            values.setdefault('adversarial', True)
     model_cfg = override(model_cfg, values)
     train_cfg = override(train_cfg, {'device': device, 'quiet': True})
     model = MODELS[model_name].from_data(data,

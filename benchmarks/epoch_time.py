@@ -23,7 +23,8 @@ import time
 
 from common import dataset_parser, dataset_worker, preset_trainer, save_json
 
-CONFIGS = ['lightgcn', 'mmgcn', 'mmssl:lowrank', 'mmssl:exact', 'mmssl:dense']
+CONFIGS = ['lightgcn', 'mmgcn', 'mmssl', 'mmssl:lowrank', 'mmssl:exact',
+           'mmssl:dense']
 
 
 def worker(args):

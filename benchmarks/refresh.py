@@ -92,7 +92,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_dataset(args.dataset, args.root)
-    model = preset_trainer('mmssl', data, args.dataset, args.device).model
+    model = preset_trainer('mmssl:lowrank', data, args.dataset,
+                           args.device).model
     rows = measure('initial', model, args.repeats)
     for path in args.checkpoint:
         _, _, model = load_checkpoint(path, args.root, args.device)

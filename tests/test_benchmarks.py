@@ -177,6 +177,14 @@ def test_preset_trainer_configs(common, tiny_data):
     assert model.refresh_every == 7 and model.gumbel is False
     with pytest.raises(SystemExit, match="mmssl has no option 'nope'"):
         common.preset_trainer('mmssl:nope=1', tiny_data, 'synthetic')
+    # A critic named is a critic used, whatever the preset says, unless an
+    # override turns structure learning off.
+    assert common.preset_trainer('mmssl', tiny_data,
+                                 'synthetic').model.adversarial is False
+    assert common.preset_trainer('mmssl:lowrank', tiny_data,
+                                 'synthetic').model.adversarial is True
+    assert common.preset_trainer('mmssl:lowrank:adversarial=false', tiny_data,
+                                 'synthetic').model.adversarial is False
     # 'model@preset' takes another preset than the dataset's.
     paper = common.preset_trainer('mmssl@tiktok-paper:lowrank', tiny_data,
                                   'synthetic')

@@ -103,16 +103,33 @@ def test_train_mmssl_and_compare(tmp_path, capsys):
     out = tmp_path / 'mmssl'
     assert main(['train', '--model', 'mmssl', '--dataset', 'synthetic',
                  '--out', str(out), '--critic', 'lowrank', '--topk-rate',
-                 '0.01', '--no-gumbel'] + FAST) == 0
+                 '0.01', '--no-gumbel', '--adversarial'] + FAST) == 0
     metrics = json.loads((out / 'metrics.json').read_text())
     cfg = metrics['meta']['model_config']
     assert cfg['critic'] == 'lowrank' and cfg['gumbel'] is False
+    assert cfg['adversarial'] is True  # the preset's is off
     assert cfg['embedding_dim'] == 8
     history = json.loads((out / 'history.json').read_text())
     assert {'bpr', 'cl', 'adv', 'd'} <= set(history[0])
     capsys.readouterr()
     assert main(['compare', str(out)]) == 0
     assert 'mmssl (lowrank critic)' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('flags,preset,expected', [
+    ([], None, False), (['--adversarial'], None, True),
+    ([], 'tiktok-paper', True), (['--no-adversarial'], 'tiktok-paper', False),
+])
+def test_boolean_options_turn_on_and_off_over_the_preset(flags, preset,
+                                                         expected, tmp_path):
+    argv = ['train', '--model', 'mmssl', '--dataset', 'synthetic', '--out',
+            str(tmp_path / 'run')] + flags + FAST
+    if preset:
+        argv += ['--preset', preset]
+    assert main(argv) == 0
+    cfg = json.loads((tmp_path / 'run' / 'metrics.json').read_text())[
+        'meta']['model_config']
+    assert cfg['adversarial'] is expected
 
 
 def test_option_of_another_model_is_refused(capsys):

@@ -149,10 +149,10 @@ def _add_config_args(train: argparse.ArgumentParser):
         note = _defaults_note('model', name, owners)
         if len(owners) < len(models):
             note = f"{', '.join(owners)} only; {note}"
-        if f.type in (bool, 'bool'):
-            mg.add_argument(_flag('no_' + name), dest=name,
-                            action='store_const', const=False, default=None,
-                            help=_help(doc, note))
+        if f.type in (bool, 'bool'):  # --name and --no-name: presets differ
+            mg.add_argument(_flag(name), dest=name,
+                            action=argparse.BooleanOptionalAction,
+                            default=None, help=_help(doc, note))
         else:
             mg.add_argument(_flag(name), type=_field_type(f),
                             choices=f.metadata.get('choices'), default=None,
