@@ -284,7 +284,7 @@ def test_every_tune_flag_has_help_with_its_default():
     tune = parser._subparsers._group_actions[0].choices['tune']
     flags = [a for a in tune._actions if a.option_strings and
              a.dest != 'help']
-    assert len(flags) == 15
+    assert len(flags) == 16
     for action in flags:
         assert 'default' in action.help, action.option_strings
 
@@ -296,3 +296,37 @@ def test_a_worker_error_stops_the_workers_and_is_raised(tmp_path):
         'model': 'lightgcn', 'dataset': 'synthetic', 'inter': None}}
     with pytest.raises(KeyError):  # optuna's, raised here
         _run_workers(job)
+
+
+def test_enqueued_configurations_run_first(tmp_path, space_file):
+    first = tmp_path / 'first.json'
+    first.write_text(json.dumps([{'lr': 0.005, 'num_layers': 2},
+                                 {'lr': 0.002}]))
+    out = tmp_path / 'study'
+    assert main(tune_args(out, space_file, 3, '--enqueue', str(first))) == 0
+    got = rows(out)
+    assert len(got) == 3  # the enqueued ones count among --trials
+    assert (float(got[0]['lr']), int(got[0]['num_layers'])) == (0.005, 2)
+    assert float(got[1]['lr']) == 0.002  # num_layers sampled
+    assert float(got[2]['lr']) not in (0.005, 0.002)
+
+
+@pytest.mark.parametrize('content,message', [
+    ([{'reg': 1e-3}], "configuration 0: 'reg' is not searched by the space "
+     "(searched: lr, num_layers)"),
+    ([{'lr': 0.5}], "configuration 0: lr=0.5 is outside the space's range "
+     "[0.001, 0.01]"),
+    ([{'lr': 0.005}, {'num_layers': 3}], "configuration 1: num_layers=3 is "
+     "outside the space's range [1, 2]"),
+    ({'lr': 0.005}, "must be a list of {option: value} objects"),
+])
+def test_bad_enqueue_file_is_one_line(content, message, tmp_path, space_file,
+                                      one_line_error):
+    path = tmp_path / 'first.json'
+    path.write_text(json.dumps(content))
+    out = tmp_path / 'study'
+    assert main(tune_args(out, space_file, 1, '--enqueue', str(path))) == 2
+    one_line_error(f"error: enqueue file '{path}', {message}"
+                   if 'configuration' in message else
+                   f"error: enqueue file '{path}' {message}")
+    assert not out.exists()

@@ -257,6 +257,10 @@ def _add_tune_parser(sub, common: argparse.ArgumentParser):
     tune.add_argument('--timeout', type=_positive_float, metavar='SECONDS',
                       default=None, help='start no trial after this many '
                       'seconds; running trials finish (default: none)')
+    tune.add_argument('--enqueue', metavar='FILE', default=None,
+                      help='JSON list of {option: value} configurations a '
+                      'new study tries first (e.g. known good values); '
+                      'they count among --trials (default: none)')
     tune.add_argument('--space', metavar='FILE', default=None,
                       help='JSON or YAML search space replacing the model\'s '
                       'default one (default: the model\'s space, see '
@@ -435,7 +439,8 @@ def cmd_tune(args: argparse.Namespace):
                   space=args.space, timeout=args.timeout, jobs=args.jobs,
                   seed=args.seed, root=args.root, inter=args.inter,
                   preset_name=args.preset, epochs=args.epochs,
-                  patience=args.patience, device=args.device)
+                  patience=args.patience, device=args.device,
+                  enqueue=args.enqueue)
     best = result.best['study']
     print(f"{args.model} on {args.dataset}: {result.trials} trials "
           f"({result.ran} started now); best validation Recall@20 "

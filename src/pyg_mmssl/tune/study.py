@@ -24,7 +24,8 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Tuple, Union
+from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -86,7 +87,9 @@ def tune(model: str, dataset: str, trials: int, out: str,
          root: Optional[str] = None, inter: Optional[str] = None,
          preset_name: Optional[str] = None, epochs: Optional[int] = None,
          patience: Optional[int] = None, device: str = 'auto',
-         pruner: Any = None) -> TuneResult:
+         pruner: Any = None,
+         enqueue: Union[None, str, List[Dict[str, Any]]] = None
+         ) -> TuneResult:
     r"""Searches the options of ``model`` on ``dataset`` for the best
     validation Recall@20, and writes ``best.json``, ``trials.csv``,
     ``trials.md`` and ``history.png`` into ``out``. Raises
@@ -123,6 +126,12 @@ def tune(model: str, dataset: str, trials: int, out: str,
             (default: :obj:`"auto"`)
         pruner (optuna.pruners.BasePruner, optional): (default:
             :obj:`None`, :func:`default_pruner`)
+        enqueue (str or list, optional): Configurations a new study tries
+            first (e.g. the paper's values), as a list of ``{option:
+            value}`` of searched options (those left out are sampled), or
+            the path of a JSON file holding one; they count among the
+            ``trials``. Ignored when the study exists. (default:
+            :obj:`None`)
     """
     _require('optuna')
     _require('matplotlib')
@@ -137,6 +146,7 @@ def tune(model: str, dataset: str, trials: int, out: str,
         space = default_space(model)
     else:
         space = check_space(space, model)
+    first = _check_enqueue(enqueue, space)
     name = preset_name or dataset
     model_cfg, train_cfg = preset(model, name, strict=preset_name is not None)
     train_cfg = override(train_cfg, {'epochs': epochs, 'patience': patience,
@@ -157,6 +167,9 @@ def tune(model: str, dataset: str, trials: int, out: str,
 
     with _locked(out):
         study = _open_study(setup, out)
+        if not study.trials:
+            for params in first:
+                study.enqueue_trial(params)
         before = len(study.trials)
         try:
             if sum(map(is_finished, study.trials)) < trials:
@@ -174,6 +187,48 @@ def tune(model: str, dataset: str, trials: int, out: str,
                                f"({finished} ran to their end, see "
                                f"{osp.join(out, 'trials.md')}): no best.json")
     return TuneResult(best, finished, len(done) - before)
+
+
+def _check_enqueue(enqueue, space: Dict[str, Any]) -> List[Dict[str, Any]]:
+    r"""The configurations of ``enqueue`` (a list, or a JSON file of one),
+    each checked against the searched options of ``space``, or one line of
+    :class:`ValueError`."""
+    where = 'enqueue'
+    if isinstance(enqueue, str):
+        where = f"enqueue file '{enqueue}'"
+        try:
+            with open(enqueue) as f:
+                enqueue = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{where}: cannot read it as JSON ({e})") \
+                from None
+    if enqueue is None:
+        return []
+    if not isinstance(enqueue, list) or not all(
+            isinstance(c, dict) for c in enqueue):
+        raise ValueError(f"{where} must be a list of {{option: value}} "
+                         f"objects")
+    searched = {k for k, v in space.items() if isinstance(v, dict)}
+    for i, params in enumerate(enqueue):
+        for key, value in params.items():
+            if key not in searched:
+                raise ValueError(f"{where}, configuration {i}: '{key}' is "
+                                 f"not searched by the space (searched: "
+                                 f"{', '.join(sorted(searched))})")
+            spec = space[key]
+            if spec['type'] == 'categorical':
+                ok, allowed = value in spec['choices'], \
+                    f"choices {spec['choices']}"
+            else:
+                ok = not isinstance(value, bool) and isinstance(
+                    value, (int, float)) and \
+                    spec['low'] <= value <= spec['high']
+                allowed = f"range [{spec['low']}, {spec['high']}]"
+            if not ok:
+                raise ValueError(f"{where}, configuration {i}: {key}="
+                                 f"{value!r} is outside the space's "
+                                 f"{allowed}")
+    return enqueue
 
 
 @contextmanager
