@@ -181,6 +181,33 @@ class Recommender(torch.nn.Module):
         torch.nn.init.xavier_uniform_(weight[:self.num_users])
         torch.nn.init.xavier_uniform_(weight[self.num_users:])
 
+    def register_features(self, modality_features: Dict[str, Tensor],
+                          trainable: bool) -> List[Tensor]:
+        r"""Stores each modality's raw ``[I, d_m]`` item features (as float)
+        under ``feat_<j>``: a parameter when ``trainable`` (as MMRec's
+        models fine-tune them), else a non-persistent buffer; sets
+        :obj:`modalities`. A matrix of another shape is one line of
+        :class:`ValueError`. Returns the stored tensors."""
+        self.modalities = list(modality_features)
+        for j, (m, x) in enumerate(modality_features.items()):
+            if x.dim() != 2 or x.size(0) != self.num_items:
+                raise ValueError(f"features of modality '{m}' must be "
+                                 f"[{self.num_items}, d], got "
+                                 f"{tuple(x.shape)}")
+            x = x.float()
+            if trainable:
+                self.register_parameter(f'feat_{j}',
+                                        torch.nn.Parameter(x.clone()))
+            else:
+                self.register_buffer(f'feat_{j}', x, persistent=False)
+        return self.features()
+
+    def features(self) -> List[Tensor]:
+        r"""The raw features of each modality, as :meth:`register_features`
+        stored them."""
+        return [getattr(self, f'feat_{j}')
+                for j in range(len(self.modalities))]
+
     def split_nodes(self, x: Tensor) -> RecEmbedding:
         r"""Splits a ``[U + I, d]`` node matrix into users and items."""
         return RecEmbedding(x[:self.num_users], x[self.num_users:])

@@ -1,4 +1,4 @@
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,6 @@ class BM3(Recommender):
         if not 0 <= target_dropout < 1:
             raise ValueError(f"target_dropout must be in [0, 1), got "
                              f"{target_dropout}")
-        self.modalities = list(modality_features)
         self.embedding_dim = embedding_dim
         self.target_dropout = target_dropout
         self.cl_weight = cl_weight
@@ -104,19 +103,10 @@ class BM3(Recommender):
         self.model = PyGLightGCN(num_users + num_items, embedding_dim,
                                  num_layers, normalize=False)
         self.predictor = torch.nn.Linear(embedding_dim, embedding_dim)
-        self.projections = torch.nn.ModuleList()
-        for j, (m, x) in enumerate(modality_features.items()):
-            if x.dim() != 2 or x.size(0) != num_items:
-                raise ValueError(f"features of modality '{m}' must be "
-                                 f"[{num_items}, d], got {tuple(x.shape)}")
-            x = x.float()
-            if finetune_features:
-                self.register_parameter(f'feat_{j}',
-                                        torch.nn.Parameter(x.clone()))
-            else:
-                self.register_buffer(f'feat_{j}', x, persistent=False)
-            self.projections.append(torch.nn.Linear(x.size(1),
-                                                    embedding_dim))
+        features = self.register_features(modality_features,
+                                          finetune_features)
+        self.projections = torch.nn.ModuleList([
+            torch.nn.Linear(x.size(1), embedding_dim) for x in features])
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -124,12 +114,6 @@ class BM3(Recommender):
         for lin in [self.predictor, *self.projections]:
             lin.reset_parameters()
             torch.nn.init.xavier_normal_(lin.weight)
-
-    def features(self) -> List[Tensor]:
-        r"""The raw features of each modality (trained with
-        :obj:`finetune_features`)."""
-        return [getattr(self, f'feat_{j}')
-                for j in range(len(self.modalities))]
 
     def forward(self) -> BM3Embedding:
         r"""Propagated and online embeddings of every user and item."""

@@ -178,8 +178,8 @@ class FREEDOM(Recommender):
         if not 0 <= edge_dropout < 1:
             raise ValueError(f"edge_dropout must be in [0, 1), got "
                              f"{edge_dropout}")
-        self.modalities = list(modality_features)
-        weights = parse_modality_weights(modality_weights, self.modalities)
+        weights = parse_modality_weights(modality_weights,
+                                         list(modality_features))
         self.embedding_dim = embedding_dim
         self.item_layers = item_layers
         self.knn_k = knn_k
@@ -197,16 +197,8 @@ class FREEDOM(Recommender):
             for x in modality_features.values()
         ])
         edges, values = [], []
-        for j, (m, x) in enumerate(modality_features.items()):
-            if x.dim() != 2 or x.size(0) != num_items:
-                raise ValueError(f"features of modality '{m}' must be "
-                                 f"[{num_items}, d], got {tuple(x.shape)}")
-            x = x.float()
-            if finetune_features:
-                self.register_parameter(f'feat_{j}',
-                                        torch.nn.Parameter(x.clone()))
-            else:
-                self.register_buffer(f'feat_{j}', x, persistent=False)
+        for j, x in enumerate(self.register_features(modality_features,
+                                                     finetune_features)):
             edge_index, weight = knn_item_graph(x, knn_k, knn_chunk_size)
             edges.append(edge_index)
             values.append(weights[j] * weight)
@@ -302,12 +294,6 @@ class FREEDOM(Recommender):
                    zip(self.projections, self.features()))
         return {'loss': bpr + self.feat_weight * feat, 'bpr': bpr,
                 'feat_bpr': feat}
-
-    def features(self) -> List[Tensor]:
-        r"""The raw features of each modality (trained with
-        :obj:`finetune_features`)."""
-        return [getattr(self, f'feat_{j}')
-                for j in range(len(self.modalities))]
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users} users, '
