@@ -10,15 +10,6 @@ BATCH = (torch.tensor([0, 1, 2, 3, 1]), torch.tensor([4, 5, 6, 7, 8]),
          torch.tensor([8, 9, 10, 11, 12]))
 
 
-def dense_sym(edge_index, num_users, num_items):
-    n = num_users + num_items
-    adj = torch.zeros(n, n, dtype=torch.double)
-    adj[edge_index[0], num_users + edge_index[1]] = 1
-    adj = adj + adj.t()
-    deg = adj.sum(1)
-    inv = deg.rsqrt().masked_fill(deg == 0, 0)
-    return inv.view(-1, 1) * adj * inv.view(1, -1)
-
 
 @pytest.mark.parametrize('finetune', [True, False])
 def test_every_parameter_gets_a_gradient(tiny_data, finetune, device):
@@ -32,7 +23,7 @@ def test_every_parameter_gets_a_gradient(tiny_data, finetune, device):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_matches_a_dense_computation(tiny_data):
+def test_matches_a_dense_computation(tiny_data, dense_sym):
     torch.manual_seed(0)
     model = BM3.from_data(tiny_data, embedding_dim=8, num_layers=2,
                           target_dropout=0., cl_weight=0.7,

@@ -14,17 +14,6 @@ BATCH = (torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]),
          torch.tensor([8, 9, 10, 11]))
 
 
-def dense_sym(edge_index, num_users, num_items):
-    r"""The dense, symmetrically normalised (U + I) x (U + I) adjacency."""
-    n = num_users + num_items
-    adj = torch.zeros(n, n, dtype=torch.double)
-    adj[edge_index[0], num_users + edge_index[1]] = 1
-    adj = adj + adj.t()
-    deg = adj.sum(1)
-    inv = deg.rsqrt().masked_fill(deg == 0, 0)
-    return inv.view(-1, 1) * adj * inv.view(1, -1)
-
-
 def dense_item_graph(model, features, weights):
     out = 0
     for x, w in zip(features, weights):
@@ -48,7 +37,7 @@ def test_every_parameter_gets_a_gradient(tiny_data, finetune, device):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_embeddings_match_a_dense_computation(tiny_data):
+def test_embeddings_match_a_dense_computation(tiny_data, dense_sym):
     torch.manual_seed(0)
     model = FREEDOM.from_data(tiny_data, embedding_dim=8, num_layers=2,
                               item_layers=2, knn_k=4,
