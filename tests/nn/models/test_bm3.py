@@ -53,7 +53,8 @@ def test_matches_a_dense_computation(tiny_data, dense_sym):
     for proj, m in zip(model.projections, ('image', 'text')):
         f = proj(tiny_data['item'][m].double()[pos])
         modal = modal + miss(p(f), h_i[pos]) + miss(p(f), f)
-    reg = (p(h_u[user]).norm() + p(h_i[pos]).norm()) / len(user)
+    # The released code's penalty: every row, before the predictor.
+    reg = (h_u.norm() + h_i.norm()) / I
     ref = align + 0.7 * modal + 0.3 * reg
     ref_grad = torch.autograd.grad(ref, emb)[0]
     terms = model.loss(user, pos, neg, out)

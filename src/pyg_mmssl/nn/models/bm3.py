@@ -48,12 +48,12 @@ class BM3(Recommender):
         \ell(p(\mathbf{h}_i), \tilde{\mathbf{h}}_u) + \lambda_{cl} \sum_m
         \big[\ell(p(\mathbf{f}^m_i), \tilde{\mathbf{h}}_i) +
         \ell(p(\mathbf{f}^m_i), \tilde{\mathbf{f}}^m_i)\big] +
-        \lambda_{reg} \frac{\|p(\mathbf{H}_{\mathcal{B}})\|_F +
-        \|p(\mathbf{H}_{\mathcal{I_B}})\|_F}{|\mathcal{B}|}
+        \lambda_{reg} \frac{\|\mathbf{H}_U\|_F + \|\mathbf{H}_I\|_F}{|I|}
 
     (user-item alignment, modality-to-ID alignment, within-modality
-    alignment, and the released code's norm penalty on the batch's online
-    user and item rows, :math:`|\mathcal{B}|` pairs). An item :math:`i` is ranked for user :math:`u` by
+    alignment, and the released code's norm penalty: the Frobenius norms of
+    all users' and all items' propagated embeddings, before the predictor,
+    divided by the number of items). An item :math:`i` is ranked for user :math:`u` by
     :math:`p(\mathbf{h}_u)^\top p(\mathbf{h}_i)`.
 
     Args:
@@ -157,7 +157,8 @@ class BM3(Recommender):
             online = self.predictor(f)
             modal = modal + _misalignment(online, item_target) + \
                 _misalignment(online, self._target(f))
-        reg = (out.user[user].norm() + out.item[pos].norm()) / user.numel()
+        reg = (out.user_hidden.norm() + out.item_hidden.norm()) / \
+            self.num_items
         return {'loss': align + self.cl_weight * modal + self.norm_reg * reg,
                 'align': align, 'modal': modal, 'reg': reg}
 
