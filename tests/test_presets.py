@@ -50,3 +50,9 @@ def test_tuned_baseline_presets():
     model, train = preset('mmgcn', 'tiktok', strict=True)
     assert (model.num_layers, model.combine, model.reg, train.lr) == (
         2, 'concat', 1.56e-5, 1.06e-4)
+    model, train = preset('bm3', 'tiktok', strict=True)
+    assert (model.num_layers, model.target_dropout, model.norm_reg,
+            train.lr) == (2, 0.259, 8.88e-2, 5.07e-3)
+    # Other datasets keep MMRec's values.
+    model, train = preset('bm3', 'baby')
+    assert (model.num_layers, model.norm_reg, train.lr) == (1, 0.1, 1e-3)
