@@ -38,7 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from common import mean_std
 
-MODELS = ('lightgcn', 'mmgcn', 'mmssl')
+# The library's models, the reference of the headline table first.
+MODELS = ('lightgcn', 'mmgcn', 'freedom', 'bm3', 'mmssl')
 KS = (10, 20, 50)
 METRICS = ('recall', 'ndcg', 'precision', 'hit')
 

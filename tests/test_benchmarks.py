@@ -29,8 +29,7 @@ def test_suite_smoke(suite, tmp_path):
                 '--threads', '1', '--out', str(out)])
     result = json.loads((out / 'results.json').read_text())
     # Two runs at a time, results still in (model, seed) order.
-    assert [r['model'] for r in result['runs']] == ['lightgcn', 'mmgcn',
-                                                    'mmssl']
+    assert [r['model'] for r in result['runs']] == list(suite.MODELS)
     assert result['jobs'] == 2 and result['threads'] == 1
     for run in result['runs']:
         assert run['epochs_run'] == 1 and run['peak_memory_mb'] > 0
@@ -39,7 +38,7 @@ def test_suite_smoke(suite, tmp_path):
         assert len(run['curve']) == 1
     assert result['environment']['torch'] and result['command']
     table = (out / 'results.md').read_text()
-    assert table.count('\n| ') == 8  # two tables: header + 3 models
+    assert table.count('\n| ') == 12  # two tables: header + 5 models
     png = (out / 'val_recall.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n'
     # A second call reuses finished runs instead of training again.
@@ -295,3 +294,9 @@ def test_resplit_per_user_and_loads(resplit, tmp_path):
     with pytest.raises(SystemExit, match='not empty'):
         resplit.main(['--dataset', 'synthetic', '--seed', '3', '--out',
                       str(tmp_path / 'split')])
+
+
+def test_suite_knows_every_model(suite):
+    from pyg_mmssl.nn.models import MODELS
+    assert sorted(suite.MODELS) == sorted(MODELS)
+    assert suite.MODELS[0] == 'lightgcn'
