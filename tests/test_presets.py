@@ -56,3 +56,6 @@ def test_tuned_baseline_presets():
     # Other datasets keep MMRec's values.
     model, train = preset('bm3', 'baby')
     assert (model.num_layers, model.norm_reg, train.lr) == (1, 0.1, 1e-3)
+    model, train = preset('freedom', 'tiktok', strict=True)
+    assert (model.edge_dropout, model.feat_weight, train.lr) == (
+        0.516, 0.0, 9.74e-4)
