@@ -56,6 +56,13 @@ def test_options_reach_train_evaluate_and_tune(tmp_path, capsys,
     assert main(['evaluate', '--checkpoint', str(out / 'best.pt'),
                  '--json']) == 0
     assert 'recall@20' in capsys.readouterr().out
+    # recommend names the users and items as the files do.
+    assert main(['recommend', '--checkpoint', str(out / 'best.pt'),
+                 '--user', '0', '--k', '3']) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith('user 0 (u0): ')
+    pairs = [p.split(':') for p in line.split(': ', 1)[1].split()]
+    assert len(pairs) == 3 and all(name == f'm{i}' for i, name in pairs)
     assert main(['train', '--model', 'mmgcn', '--dataset', 'recbole',
                  '--root', str(root), '--out', str(out), '--resume',
                  '--epochs', '2', '--split-seed', '6']) == 2

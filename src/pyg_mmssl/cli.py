@@ -557,11 +557,18 @@ def cmd_recommend(args: argparse.Namespace) -> List[List[int]]:
                          f"{model.num_users} users (ids 0..{model.num_users - 1})")
     top = model.recommend(torch.tensor(args.user), k=args.k).tolist()
     top = [[i for i in items if i >= 0] for items in top]
+    # Data from named users and items (RecBole, MovieLens) shows the names.
+    user_names = getattr(data['user'], 'token', None)
+    item_names = getattr(data['item'], 'token', None)
     for u, items in zip(args.user, top):
         if len(items) < args.k:
             print(f"note: user {u} has only {len(items)} item(s) it has not "
                   f"trained on; --k {args.k} asked for more", file=sys.stderr)
-        print(f"user {u}: " + ' '.join(map(str, items)))
+        if item_names is None:
+            print(f"user {u}: " + ' '.join(map(str, items)))
+        else:
+            print(f"user {u} ({user_names[u]}): " + ' '.join(
+                f'{i}:{item_names[i]}' for i in items))
     return top
 
 

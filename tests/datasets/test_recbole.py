@@ -47,6 +47,11 @@ def test_cache_and_split_are_reused(tmp_path):
     for s in ('train', 'val', 'test'):
         assert split_edge_index(data, s).tolist() == \
             split_edge_index(again, s).tolist()
+    # Built or read from the cache, the data names its users and items.
+    for d in (data, again):
+        assert len(d['user'].token) == 4 and \
+            len(d['item'].token) == d['item'].num_nodes
+        assert d['item'].token == sorted(d['item'].token)
     # Other options: their own cache and split.
     RecBoleDataset(str(tmp_path), split='temporal', item_fields=[])
     assert len(list((tmp_path / 'processed').glob('*.pt'))) == 2

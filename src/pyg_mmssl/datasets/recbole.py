@@ -9,7 +9,7 @@ from torch_geometric.data import HeteroData
 from pyg_mmssl.data.formats import feature_files, raw_file_names
 from pyg_mmssl.data.graph import build_data
 from pyg_mmssl.data.recbole import (GROUPLENS_FILES, SPLIT_DIR, read_grouplens,
-                                    read_recbole)
+                                    read_id_tokens, read_recbole)
 from pyg_mmssl.data.split import (DEFAULT_RATIOS, SPLIT_META,
                                   check_split_options, split_key)
 from pyg_mmssl.datasets.multimodal import MultimodalRecDataset, writable
@@ -134,6 +134,16 @@ class RecBoleDataset(MultimodalRecDataset):
         raw = super()._fingerprint()
         data = build_data(*self._read())
         self._write_cache(data, self._with_split(raw))
+        return self._named(data)
+
+    def _read_cache(self, path: str, fingerprint: str) -> HeteroData:
+        return self._named(super()._read_cache(path, fingerprint))
+
+    def _named(self, data: HeteroData) -> HeteroData:
+        # The files' own names of every user and item id (``token``), from
+        # the split folder (which the cache's fingerprint covers).
+        data['user'].token, data['item'].token = read_id_tokens(
+            self.split_dir)
         return data
 
     def _read(self):
