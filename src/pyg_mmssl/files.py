@@ -5,6 +5,7 @@ the target folder and renamed over the target, so an interrupted write never
 leaves a torn file or destroys the previous version. Reads of ``torch.save``
 files unpickle tensors and plain values only (``weights_only=True``), so a
 file cannot run code when it is loaded."""
+import hashlib
 import json
 import os
 import os.path as osp
@@ -28,6 +29,21 @@ def _atomic(path: str, write) -> None:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def hash_file(h: Any, path: str) -> None:
+    r"""Feeds the bytes of ``path`` to the :mod:`hashlib` object ``h``, in
+    blocks (never the whole file in memory)."""
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 22), b''):
+            h.update(block)
+
+
+def file_sha256(path: str) -> str:
+    r"""The SHA-256 hex digest of the bytes of ``path``."""
+    h = hashlib.sha256()
+    hash_file(h, path)
+    return h.hexdigest()
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:

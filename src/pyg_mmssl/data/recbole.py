@@ -53,8 +53,9 @@ from pyg_mmssl.data.atomic import (AtomicFile, numbers, parse_records,
 from pyg_mmssl.data.formats import Parsed, mmrec_file, read_features
 from pyg_mmssl.data.graph import DataError
 from pyg_mmssl.data.split import (DEFAULT_RATIOS, check_split_options,
-                                  file_sha256, read_split, read_split_meta,
-                                  split_key, split_per_user, write_split)
+                                  read_split, read_split_meta, split_key,
+                                  split_per_user, write_split)
+from pyg_mmssl.files import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ ids]}``, and ``split.json`` with the options, the SHA-256 of the
 interaction file and the token of every user and item id) and read back
 on later runs, so that runs compare on the same split.
 """
-import hashlib
 import json
 import os
 import os.path as osp
@@ -121,14 +120,6 @@ def split_key(name: str, split: str, seed: int,
     if rating_threshold is not None:
         key += f'.min{rating_threshold:g}'
     return key
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 22), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _to_json(pairs: np.ndarray) -> Dict[str, List[int]]:

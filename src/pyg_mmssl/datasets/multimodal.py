@@ -12,7 +12,8 @@ from torch_geometric.data.data import BaseData
 from pyg_mmssl.data.graph import (ITEM, SPLITS, USER, DataError, build_data,
                                   modality_features, split_edge_index)
 from pyg_mmssl.data.formats import FORMATS, READERS, feature_files, raw_file_names
-from pyg_mmssl.files import UnreadableFile, atomic_torch_save, load_plain
+from pyg_mmssl.files import (UnreadableFile, atomic_torch_save, hash_file,
+                             load_plain)
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,7 @@ class MultimodalRecDataset(InMemoryDataset):
         h = hashlib.sha256(self.format.encode())
         for path in self.raw_paths:
             h.update(osp.basename(path).encode())
-            with open(path, 'rb') as f:
-                for block in iter(lambda: f.read(1 << 22), b''):
-                    h.update(block)
+            hash_file(h, path)
         return h.hexdigest()
 
     def download(self):

@@ -37,7 +37,8 @@ from pyg_mmssl.data.atomic import (AtomicFile, read_atomic, sorted_tokens,
 from pyg_mmssl.data.graph import DataError
 from pyg_mmssl.data.recbole import (ITEM_FIELD, id_tokens, item_rows,
                                     read_grouplens_files)
-from pyg_mmssl.files import atomic_write_bytes, atomic_write_json
+from pyg_mmssl.files import (atomic_write_bytes, atomic_write_json,
+                             file_sha256, hash_file)
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,7 @@ def _model_identity(model: str) -> str:
     for path in sorted(p for p in glob(osp.join(escape(model), '**'),
                                        recursive=True) if osp.isfile(p)):
         h.update(osp.relpath(path, model).encode())
-        with open(path, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 22), b''):
-                h.update(block)
+        hash_file(h, path)
     return h.hexdigest()
 
 
@@ -171,11 +170,6 @@ def _npy_bytes(x: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _sha256(path: str) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def _read_json(path: str) -> Optional[Dict[str, Any]]:
     try:
         with open(path, encoding='utf-8') as f:
@@ -190,7 +184,7 @@ def _own_output(out: str, record: str, fingerprint: str) -> bool:
     meta = _read_json(record)
     return (meta is not None and meta.get('format') == OUTPUT_MARK
             and meta.get('fingerprint') == fingerprint
-            and osp.isfile(out) and meta.get('sha256') == _sha256(out))
+            and osp.isfile(out) and meta.get('sha256') == file_sha256(out))
 
 
 def _check_out(out: str, record: str, parts: str, overwrite: bool) -> None:
@@ -304,7 +298,7 @@ def encode_text(items: Union[str, Sequence[str]], column: Optional[str] = None,
     if out is not None:
         atomic_write_bytes(_npy_bytes(x), out)
         atomic_write_json({'format': OUTPUT_MARK, 'fingerprint': fingerprint,
-                           'sha256': _sha256(out), 'shape': list(x.shape),
+                           'sha256': file_sha256(out), 'shape': list(x.shape),
                            'model': model, 'items': items
                            if isinstance(items, str) else None,
                            'column': column}, record)
