@@ -12,22 +12,20 @@ Prints a Markdown table; ``--json FILE`` also writes it.
 import argparse
 import json
 import os.path as osp
-import resource
 import sys
 import time
 
 from common import run_worker
 
 
-def peak_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker(items: int, dim: int, k: int, chunk: int, threads: int):
     import torch
 
     from pyg_mmssl.nn import knn_item_graph
+    from pyg_mmssl.train import peak_memory_mb
+
+    def peak_mb() -> float:
+        return peak_memory_mb(torch.device('cpu'))
 
     torch.set_num_threads(threads)
     x = torch.randn(items, dim, generator=torch.Generator().manual_seed(0))
