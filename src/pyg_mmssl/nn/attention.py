@@ -57,6 +57,25 @@ class ModalityAttention(torch.nn.Module):
                        self.attn.out_proj.weight, self.attn.out_proj.bias)
         return out, weights.permute(0, 3, 1, 2)
 
+    def forward_identical(self, h: Tensor, num_modalities: int
+                          ) -> Tuple[Tensor, Tensor]:
+        r""":meth:`forward` of :math:`|M|` identical modality embeddings,
+        every :math:`\mathbf{H}^m = \mathbf{h}`: all scores of a head are
+        equal, so the weights are uniform (:math:`1 / |M|`) and the output
+        is the value and output projections alone,
+        :math:`\mathbf{Z} = (\mathbf{h} \mathbf{W}^V + \mathbf{b}^V)
+        \mathbf{W}^O + \mathbf{b}^O` (the query and key projections get no
+        gradient). Takes ``h`` as :math:`(N, d)`; same outputs as
+        :meth:`forward` on ``h`` repeated :math:`|M|` times."""
+        (N, d), H, M = h.shape, self.attn.num_heads, num_modalities
+        w_v, b_v = self.attn.in_proj_weight[2 * d:], None
+        if self.attn.in_proj_bias is not None:
+            b_v = self.attn.in_proj_bias[2 * d:]
+        out = F.linear(F.linear(h, w_v, b_v), self.attn.out_proj.weight,
+                       self.attn.out_proj.bias)
+        weights = h.new_full((1, 1, 1, 1), 1 / M).expand(N, H, M, M)
+        return out, weights
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.attn.embed_dim}, '
                 f'heads={self.attn.num_heads})')

@@ -119,6 +119,60 @@ def test_attention_equals_torch_multihead_attention(num_modalities):
         assert torch.allclose(g, r, atol=1e-12)
 
 
+@pytest.mark.parametrize('num_modalities', [1, 2, 3])
+def test_attention_of_identical_modalities(num_modalities):
+    torch.manual_seed(0)
+    attn = ModalityAttention(16, heads=4).double()
+    h = torch.randn(7, 16, dtype=torch.double, requires_grad=True)
+    out, w = attn.forward_identical(h, num_modalities)
+    ref, ref_w = attn(h.unsqueeze(1).expand(-1, num_modalities, -1))
+    assert w.shape == ref_w.shape == (7, 4, num_modalities, num_modalities)
+    assert torch.allclose(w, ref_w, atol=1e-12)
+    assert torch.allclose(out, ref, atol=1e-12)
+    grad = torch.randn_like(out)
+    params = [h] + list(attn.parameters())
+    got = torch.autograd.grad((out * grad).sum(), params, allow_unused=True)
+    want = torch.autograd.grad((ref * grad).sum(), params)
+    for g, r in zip(got, want):
+        # Query and key projections: zero gradient either way.
+        assert torch.allclose(torch.zeros_like(r) if g is None else g, r,
+                              atol=1e-12)
+
+
+@pytest.mark.parametrize('attention', [True, False])
+def test_without_structure_learning_one_branch_serves_all_modalities(
+        tiny_data, attention):
+    # Before its first refresh, the 'replace' graph of every modality is the
+    # observed graph: the general path computes what the shared path does.
+    torch.manual_seed(0)
+    shared = MMSSL.from_data(tiny_data, **SMALL, adversarial=False,
+                             attention=attention).double()
+    general = MMSSL.from_data(tiny_data, **SMALL, adversarial=True,
+                              attention=attention).double()
+    general.load_state_dict(shared.state_dict(), strict=False)
+    shared.eval(), general.eval()  # no dropout: the same draws either way
+    a, b = shared(), general()
+    assert a.user_id_modal['image'] is a.user_id_modal['text']
+    for x, y in [(a.user, b.user), (a.item, b.item)] + [
+            (a.user_id_modal[m], b.user_id_modal[m]) for m in a.user_id_modal
+    ] + [(a.item_id_modal[m], b.item_id_modal[m]) for m in a.item_id_modal]:
+        assert torch.allclose(x, y, atol=1e-12)
+    if attention:
+        assert torch.allclose(a.attention, b.attention, atol=1e-12)
+    terms_a = shared.loss(*batch(), a)
+    terms_b = general.loss(*batch(), b)
+    for key in ('bpr', 'reg', 'feat_reg', 'cl'):
+        assert torch.allclose(terms_a[key], terms_b[key], atol=1e-12), key
+    assert float(terms_a['cl'].detach()) > 0
+    loss_a = terms_a['loss']
+    loss_b = terms_b['loss'] - general.g_rate * terms_b['adv']
+    loss_a.backward()
+    loss_b.backward()
+    params_b = dict(general.named_parameters())
+    for name, p in shared.named_parameters():
+        assert torch.allclose(p.grad, params_b[name].grad, atol=1e-10), name
+
+
 def test_attention_in_model_depends_on_modalities(tiny_data):
     model = MMSSL.from_data(tiny_data, **SMALL).eval()
     att = model().attention

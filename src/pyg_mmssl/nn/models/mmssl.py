@@ -111,8 +111,12 @@ class MMSSL(Recommender):
         critic_rank (int): Rank of the ``"lowrank"`` critic.
             (default: :obj:`64`)
         adversarial (bool): Ablation switch: without it there is no critic
-            and :math:`\hat{\mathbf{G}}^m` stays the observed graph.
-            (default: :obj:`True`)
+            and :math:`\hat{\mathbf{G}}^m` stays the observed graph, the
+            same for every modality: :math:`\mathbf{H}_u^m = \hat{\mathbf{A}}
+            \mathbf{E}_i` is computed once, the attention sees :math:`|M|`
+            identical rows (uniform weights; see
+            :meth:`ModalityAttention.forward_identical`) and the contrastive
+            term is :math:`|M|` times one InfoNCE. (default: :obj:`True`)
         contrastive (bool): Ablation switch for the InfoNCE term.
             (default: :obj:`True`)
         gumbel (bool): Ablation switch: without it the real distribution is
@@ -381,6 +385,11 @@ class MMSSL(Recommender):
             return h.mean(dim=1), None
         return self.attention(h)
 
+    def _fuse_identical(self, h: Tensor):
+        if self.attention is None:
+            return h, None
+        return self.attention.forward_identical(h, len(self.modalities))
+
     def _fused(self, x: Tensor, base: Tensor) -> Tensor:
         r""":math:`\bar{\mathbf{x}}` (row-wise unit norm), times the row
         norm of ``base`` with ``fusion_scale="embedding"``."""
@@ -401,13 +410,25 @@ class MMSSL(Recommender):
             user_modal[m], item_modal[m] = p_u, p_i
 
         e_u, e_i = self.user_emb.weight, self.item_emb.weight
-        user_id_modal, item_id_modal = {}, {}
-        for j, m in enumerate(self.modalities):
-            learned = self.modality_graph(j)
-            user_id_modal[m] = self._propagate(e_i, learned.item_to_user)
-            item_id_modal[m] = self._propagate(e_u, learned.user_to_item)
-        z_u, att = self._fuse(torch.stack(list(user_id_modal.values()), 1))
-        z_i, _ = self._fuse(torch.stack(list(item_id_modal.values()), 1))
+        if self.adversarial:
+            user_id_modal, item_id_modal = {}, {}
+            for j, m in enumerate(self.modalities):
+                learned = self.modality_graph(j)
+                user_id_modal[m] = self._propagate(e_i, learned.item_to_user)
+                item_id_modal[m] = self._propagate(e_u, learned.user_to_item)
+            z_u, att = self._fuse(torch.stack(list(user_id_modal.values()),
+                                              1))
+            z_i, _ = self._fuse(torch.stack(list(item_id_modal.values()), 1))
+        else:
+            # Every modality's graph is the observed one: one propagation
+            # serves them all (the same tensor under each name), and their
+            # fusion is that of identical inputs.
+            h_u = self._propagate(e_i, graph.item_to_user)
+            h_i = self._propagate(e_u, graph.user_to_item)
+            user_id_modal = dict.fromkeys(self.modalities, h_u)
+            item_id_modal = dict.fromkeys(self.modalities, h_i)
+            z_u, att = self._fuse_identical(h_u)
+            z_i, _ = self._fuse_identical(h_i)
 
         u = e_u + self.lambda_id * self._fused(z_u, e_u)
         i = e_i + self.lambda_id * self._fused(z_i, e_i)
@@ -554,9 +575,14 @@ class MMSSL(Recommender):
         batch_users = torch.unique(user)
         cl = zero
         if self.contrastive:
-            cl = sum(info_nce(out.user_id_modal[m][batch_users],
-                              out.user[batch_users], self.tau)
-                     for m in self.modalities)
+            # One InfoNCE per distinct view, counted once per modality that
+            # shares it (without structure learning all modalities do).
+            views: Dict[int, List] = {}
+            for view in out.user_id_modal.values():
+                views.setdefault(id(view), [view, 0])[1] += 1
+            user_b = out.user[batch_users]
+            cl = sum(count * info_nce(view[batch_users], user_b, self.tau)
+                     for view, count in views.values())
 
         adv = zero
         if self.adversarial:
