@@ -256,6 +256,36 @@ def test_compare_suites(compare_suites, tmp_path):
 
 
 @pytest.fixture
+def time_to_reach():
+    yield from bench('time_to_reach')
+
+
+def test_time_to_reach(time_to_reach, tmp_path):
+    for seed, (ref, val) in enumerate([([0.1, 0.3, 0.2], [0.2, 0.25, 0.3]),
+                                       ([0.2, 0.1, 0.1], [0.1, 0.15])]):
+        for model, curve in (('lightgcn', ref), ('mmssl', val)):
+            run = tmp_path / 'runs' / f'{model}-seed{seed}'
+            run.mkdir(parents=True)
+            (run / 'history.json').write_text(json.dumps(
+                [{'epoch': i + 1, 'val': {'recall@20': v}}
+                 for i, v in enumerate(curve)]))
+    times = tmp_path / 'times.json'
+    times.write_text(json.dumps({'results': [
+        {'config': 'lightgcn', 'seconds_per_epoch': 1.0},
+        {'config': 'mmssl@x', 'seconds_per_epoch': 4.0}]}))
+    with pytest.raises(SystemExit):  # 'mmssl' has no epoch time
+        time_to_reach.main([str(tmp_path), str(times)])
+    text = time_to_reach.main([str(tmp_path), str(times),
+                               '--times', 'mmssl=mmssl@x'])
+    rows = [line for line in text.splitlines() if line.startswith('| ')]
+    assert 'seed 0: 0.3000 at epoch 2, seed 1: 0.2000 at epoch 1' in text
+    # LightGCN: best epochs 2 and 1, 1.5 s on average. MMSSL reaches 0.3 at
+    # epoch 3 of seed 0 (12 s) and never 0.2 in seed 1.
+    assert rows[1] == '| lightgcn | 1.00 | 2 (2) | 1 (1) | 2 (2/2) | 1.00 |'
+    assert rows[2] == '| mmssl | 4.00 | 3 (12) | - | 12 (1/2) | 8.00 |'
+
+
+@pytest.fixture
 def resplit():
     yield from bench('resplit')
 
