@@ -30,14 +30,18 @@ def test_every_preset_builds_its_model(model, name, tiny_data):
 
 
 def test_tuned_mmssl_presets_turn_structure_learning_off():
-    # The TikTok study's best trial: the observed graph in the ID-modality
-    # branch (no critic), lambda_f 0.1, lr 1e-3; the rest as released.
+    # The second TikTok study's best trial: the observed graph in the
+    # ID-modality branch (no critic), 3 layers and its loss weights; the
+    # rest as released.
     for name in ('tiktok', 'default', 'baby', 'sports'):
         model, train = preset('mmssl', name, strict=True)
-        assert (model.adversarial, model.lambda_f, train.lr,
-                train.batch_size) == (False, 0.1, 1e-3, 1024)
-        assert (model.contrastive, model.attention, model.cl_rate) == (
-            True, True, 0.03)
+        assert (model.adversarial, model.num_layers, model.lambda_f,
+                train.lr, train.batch_size) == (False, 3, 1.68e-2, 5.98e-4,
+                                                 1024)
+        assert (model.reg, model.cl_rate, model.tau) == (1.21e-5, 1.06e-2,
+                                                         0.238)
+        assert (model.contrastive, model.attention, model.lambda_id,
+                model.dropout) == (True, True, 0.36, 0.2)
     paper, _ = preset('mmssl', 'tiktok-paper', strict=True)
     tuned, _ = preset('mmssl', 'tiktok', strict=True)
     assert (tuned.g_rate, tuned.tau_real, tuned.topk_rate) == (
