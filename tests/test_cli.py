@@ -214,7 +214,8 @@ def test_every_train_flag_has_help_with_its_default():
     assert 'Learning rate' in helps['--lr'] and '0.00054' in helps['--lr']
     assert '(default: 1000)' in helps['--epochs']
     assert 'mmssl only' in helps['--g-rate']
-    assert 'lightgcn 3, mmgcn 2, mmssl 2' in helps['--num-layers']
+    assert 'lightgcn 3, mmgcn 2, mmssl 3' in helps['--num-layers']
+    assert 'mmssl on tiktok-paper 2' in helps['--num-layers']
 
 
 def test_docstring_defaults_match_the_configs():
