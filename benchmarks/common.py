@@ -1,9 +1,13 @@
 r"""Pieces the benchmark scripts share: a preset trainer for a config
-string, one fresh process per measurement, and step timing by the
-``torch.profiler`` ranges that the model and trainer mark."""
+string, one fresh process per measurement, step timing by the
+``torch.profiler`` ranges that the model and trainer mark, and the runs of
+a suite folder."""
 import argparse
+import glob
 import json
 import os
+import os.path as osp
+import re
 import statistics
 import subprocess
 import sys
@@ -128,3 +132,32 @@ def mean_std(values: List[float]) -> str:
     if len(values) <= 1:
         return f'{values[0]:.4f}' if values else ''
     return f'{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}'
+
+
+def load_runs(root: str, model: str) -> List[Dict]:
+    r"""The runs of ``model`` in suite directory ``root``, by seed: each a
+    dict with ``seed``, ``val`` (validation Recall@20 per epoch) and
+    ``metrics`` (``metrics.json``, or ``None`` while the run is unfinished).
+    """
+    runs = []
+    for path in glob.glob(osp.join(root, 'runs', f'{model}-seed*')):
+        match = re.fullmatch(rf'{re.escape(model)}-seed(\d+)',
+                             osp.basename(path))
+        hist = osp.join(path, 'history.json')
+        if match is None or not osp.exists(hist):
+            continue
+        with open(hist) as f:
+            history = json.load(f)
+        metrics = None
+        if osp.exists(osp.join(path, 'metrics.json')):
+            with open(osp.join(path, 'metrics.json')) as f:
+                metrics = json.load(f)
+        runs.append({
+            'seed': int(match.group(1)),
+            'val': [h['val']['recall@20'] for h in history if 'val' in h],
+            'metrics': metrics,
+        })
+    if not runs:
+        raise SystemExit(f"no '{model}' runs with a history.json in "
+                         f"{osp.join(root, 'runs')}")
+    return sorted(runs, key=lambda r: r['seed'])

@@ -20,43 +20,11 @@ Seconds are left out on purpose: a suite's epoch times describe whatever
 shared the machine with it (``benchmarks/epoch_time.py`` times alone).
 """
 import argparse
-import glob
-import json
 import os.path as osp
-import re
 import statistics
 from typing import Dict, List, Optional
 
-from common import mean_std
-
-
-def load_runs(root: str, model: str) -> List[Dict]:
-    r"""The runs of ``model`` in suite directory ``root``, by seed: each a
-    dict with ``seed``, ``val`` (validation Recall@20 per epoch) and
-    ``metrics`` (``metrics.json``, or ``None`` while the run is unfinished).
-    """
-    runs = []
-    for path in glob.glob(osp.join(root, 'runs', f'{model}-seed*')):
-        match = re.fullmatch(rf'{re.escape(model)}-seed(\d+)',
-                             osp.basename(path))
-        hist = osp.join(path, 'history.json')
-        if match is None or not osp.exists(hist):
-            continue
-        with open(hist) as f:
-            history = json.load(f)
-        metrics = None
-        if osp.exists(osp.join(path, 'metrics.json')):
-            with open(osp.join(path, 'metrics.json')) as f:
-                metrics = json.load(f)
-        runs.append({
-            'seed': int(match.group(1)),
-            'val': [h['val']['recall@20'] for h in history if 'val' in h],
-            'metrics': metrics,
-        })
-    if not runs:
-        raise SystemExit(f"no '{model}' runs with a history.json in "
-                         f"{osp.join(root, 'runs')}")
-    return sorted(runs, key=lambda r: r['seed'])
+from common import load_runs, mean_std
 
 
 def summary(suites: Dict[str, List[Dict]]) -> str:

@@ -23,21 +23,14 @@ import re
 import statistics
 from typing import Dict, List, Optional
 
+from common import load_runs
+
 
 def val_curves(root: str, label: str) -> Dict[int, List[float]]:
-    r"""``{seed: [validation Recall@20 of epoch 1, 2, ...]}`` of the runs
-    ``runs/<label>-seed<s>/history.json`` of suite folder ``root``."""
-    out = {}
-    stem = label.replace(':', '-')
-    for path in glob.glob(osp.join(root, 'runs', f'{stem}-seed*')):
-        match = re.fullmatch(rf'{re.escape(stem)}-seed(\d+)',
-                             osp.basename(path))
-        history = osp.join(path, 'history.json')
-        if match and osp.exists(history):
-            with open(history) as f:
-                out[int(match.group(1))] = [
-                    e['val']['recall@20'] for e in json.load(f) if 'val' in e]
-    return out
+    r"""``{seed: [validation Recall@20 of epoch 1, 2, ...]}`` of suite label
+    ``label``'s runs in suite folder ``root`` (see :func:`load_runs`)."""
+    return {r['seed']: r['val']
+            for r in load_runs(root, label.replace(':', '-'))}
 
 
 def first_reaching(curve: List[float], target: float) -> Optional[int]:
@@ -77,8 +70,6 @@ def main(argv=None):
                          f"it with --times {label}=CONFIG)")
 
     reference = val_curves(args.suite, args.reference)
-    if not reference:
-        parser.error(f"{args.suite} has no runs of '{args.reference}'")
     seeds = sorted(reference)
     target = {s: max(reference[s]) for s in seeds}
     ref_epochs = {s: reference[s].index(target[s]) + 1 for s in seeds}
