@@ -30,18 +30,21 @@ class ModalityAttention(torch.nn.Module):
         dim (int): Embedding size :math:`d`.
         heads (int): Number of heads :math:`H` (divides :obj:`dim`).
             (default: :obj:`4`)
+        bias (bool): Whether the projections have biases (the method's
+            have). (default: :obj:`True`)
 
     Shapes:
         - **input:** :math:`(N, |M|, d)`
         - **output:** fused :math:`(N, d)` and attention weights
           :math:`(N, H, |M|, |M|)`
     """
-    def __init__(self, dim: int, heads: int = 4):
+    def __init__(self, dim: int, heads: int = 4, bias: bool = True):
         super().__init__()
         if dim % heads != 0:
             raise ValueError(f"embedding size {dim} is not divisible by "
                              f"{heads} heads")
-        self.attn = torch.nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.attn = torch.nn.MultiheadAttention(dim, heads, bias=bias,
+                                                batch_first=True)
 
     def reset_parameters(self):
         self.attn._reset_parameters()

@@ -120,9 +120,16 @@ def test_attention_equals_torch_multihead_attention(num_modalities):
 
 
 @pytest.mark.parametrize('num_modalities', [1, 2, 3])
-def test_attention_of_identical_modalities(num_modalities):
+@pytest.mark.parametrize('bias', [True, False])
+def test_attention_of_identical_modalities(num_modalities, bias):
     torch.manual_seed(0)
-    attn = ModalityAttention(16, heads=4).double()
+    attn = ModalityAttention(16, heads=4, bias=bias).double()
+    if not bias:  # no bias anywhere: a linear map of its input
+        assert all('bias' not in name or p is None
+                   for name, p in attn.named_parameters())
+        assert torch.allclose(attn.forward_identical(
+            torch.zeros(3, 16, dtype=torch.double), num_modalities)[0],
+            torch.zeros(3, 16, dtype=torch.double))
     h = torch.randn(7, 16, dtype=torch.double, requires_grad=True)
     out, w = attn.forward_identical(h, num_modalities)
     ref, ref_w = attn(h.unsqueeze(1).expand(-1, num_modalities, -1))
@@ -139,16 +146,19 @@ def test_attention_of_identical_modalities(num_modalities):
                               atol=1e-12)
 
 
-@pytest.mark.parametrize('attention', [True, False])
+@pytest.mark.parametrize('attention,attention_bias', [
+    (True, True), (True, False), (False, True)])
 def test_without_structure_learning_one_branch_serves_all_modalities(
-        tiny_data, attention):
+        tiny_data, attention, attention_bias):
     # Before its first refresh, the 'replace' graph of every modality is the
     # observed graph: the general path computes what the shared path does.
     torch.manual_seed(0)
     shared = MMSSL.from_data(tiny_data, **SMALL, adversarial=False,
-                             attention=attention).double()
+                             attention=attention,
+                             attention_bias=attention_bias).double()
     general = MMSSL.from_data(tiny_data, **SMALL, adversarial=True,
-                              attention=attention).double()
+                              attention=attention,
+                              attention_bias=attention_bias).double()
     general.load_state_dict(shared.state_dict(), strict=False)
     shared.eval(), general.eval()  # no dropout: the same draws either way
     a, b = shared(), general()

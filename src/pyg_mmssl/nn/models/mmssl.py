@@ -124,6 +124,14 @@ class MMSSL(Recommender):
         attention (bool): Ablation switch: without it
             :math:`\mathbf{Z} = \mathrm{mean}_m \mathbf{H}^m`.
             (default: :obj:`True`)
+        attention_bias (bool): Whether the attention's projections have
+            biases (the method's have). Without structure learning the
+            attention is the affine map :math:`\mathbf{Z} = (\mathbf{h}
+            \mathbf{W}^V + \mathbf{b}^V) \mathbf{W}^O + \mathbf{b}^O` of
+            :math:`\mathbf{h} = \hat{\mathbf{A}} \mathbf{E}_i`, whose bias
+            is a direction shared by every node (largest in
+            :math:`\bar{\mathbf{Z}}` where :math:`\mathbf{h}` is small);
+            without biases it is linear. (default: :obj:`True`)
         learned_graph (str): How a modality's learned edges
             :math:`\mathbf{L}^m` (top-:math:`k` per user) form the graph
             :math:`\hat{\mathbf{G}}^m` of its ID-modality branch:
@@ -190,6 +198,7 @@ class MMSSL(Recommender):
         contrastive: bool = True,
         gumbel: bool = True,
         attention: bool = True,
+        attention_bias: bool = True,
         learned_graph: str = 'replace',
         graph_beta: float = 0.9,
         learned_weight: str = 'binary',
@@ -253,7 +262,8 @@ class MMSSL(Recommender):
         self.dropout = Dropout(dropout)
         self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
         self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
-        self.attention = ModalityAttention(embedding_dim, heads) \
+        self.attention = ModalityAttention(embedding_dim, heads,
+                                           attention_bias) \
             if attention else None
         self.conv = MMSSLConv(normalize='none')
         self.discriminator = Discriminator(num_items, critic, critic_rank) \
