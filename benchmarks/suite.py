@@ -10,7 +10,8 @@ peak memory is per run.
 
 A model is ``NAME`` (the dataset's preset, or ``--preset``) or
 ``NAME:PRESET`` (that preset, e.g. the released code's values as
-``mmssl:tiktok-paper``).
+``mmssl:tiktok-paper``). ``mostpop``, the popularity baseline, is evaluated
+without training (its curve is one point at 0 s).
 
 ``--jobs N`` runs N (model, seed) pairs at a time, each with ``--threads``
 intra-op threads (default: the CPU count divided by N), so a machine's cores
@@ -39,7 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from common import mean_std
 
 # The library's models, the reference of the headline table first.
-MODELS = ('lightgcn', 'mmgcn', 'freedom', 'bm3', 'mmssl')
+MODELS = ('lightgcn', 'mmgcn', 'freedom', 'bm3', 'mmssl', 'mostpop')
 KS = (10, 20, 50)
 METRICS = ('recall', 'ndcg', 'precision', 'hit')
 
@@ -75,7 +76,7 @@ def run_one(args, label: str, seed: int) -> Dict[str, Any]:
     if model == 'mmssl' and args.critic:
         cmd += ['--critic', args.critic]
     resume = osp.exists(osp.join(out, 'last.pt'))
-    if resume and osp.exists(osp.join(out, 'metrics.json')):
+    if osp.exists(osp.join(out, 'metrics.json')):
         print(f'{model} seed {seed}: already finished, reusing {out}',
               file=sys.stderr)
     else:
@@ -93,6 +94,10 @@ def run_one(args, label: str, seed: int) -> Dict[str, Any]:
         metrics = json.load(f)
     with open(osp.join(out, 'history.json')) as f:
         history = json.load(f)
+    curve = [(h['elapsed'], h['val']['recall@20']) for h in history
+             if 'val' in h]
+    if not history:  # a model that does not learn: its value at 0 s
+        curve = [(0.0, metrics['val']['recall@20'])]
     return {
         'model': label,
         'seed': seed,
@@ -104,11 +109,10 @@ def run_one(args, label: str, seed: int) -> Dict[str, Any]:
         'peak_memory_mb': metrics['peak_memory_mb'],
         'val': metrics['val'],
         'test': metrics['test'],
-        'curve': [(h['elapsed'], h['val']['recall@20']) for h in history
-                  if 'val' in h],
+        'curve': curve,
         'best_seconds': next((h['elapsed'] for h in history
                               if h.get('epoch') == metrics['best_epoch']),
-                             None),
+                             None if history else 0.0),
     }
 
 

@@ -357,3 +357,17 @@ def test_recommend_k_beyond_admissible_items(trained, capsys):
     assert not set(items) & seen
     assert (f"user 3 has only {num_items - len(seen)} item(s) it has not "
             f"trained on") in captured.err
+
+
+def test_mostpop_is_evaluated_without_training(tmp_path, capsys):
+    out = tmp_path / 'mostpop'
+    assert main(['train', '--model', 'mostpop', '--dataset', 'synthetic',
+                 '--out', str(out), '--quiet', '--device', 'cpu']) == 0
+    assert 'nothing to train (no parameters)' in capsys.readouterr().out
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['best_epoch'] == metrics['epochs_run'] == 0
+    assert main(['evaluate', '--checkpoint', str(out / 'best.pt'), '--json',
+                 '--device', 'cpu']) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res['test']['recall@20'] == pytest.approx(
+        metrics['test']['recall@20'])

@@ -207,8 +207,10 @@ def test_bad_space_file_is_one_line(space, message, suffix, tmp_path,
 
 
 def test_default_spaces_cover_every_model():
-    assert set(SPACES) == set(MODEL_CONFIGS)
-    for model in MODEL_CONFIGS:
+    from pyg_mmssl.nn.models import MODELS
+    learning = {m for m in MODEL_CONFIGS if MODELS[m].trainable}
+    assert set(SPACES) == learning == set(MODEL_CONFIGS) - {'mostpop'}
+    for model in learning:
         space = default_space(model)
         assert 'lr' in space and space == check_space(space, model)
     assert set(default_space('mmssl')) >= {'cl_rate', 'g_rate', 'lambda_f',
@@ -232,6 +234,15 @@ def test_every_model_is_tunable(model, tmp_path):
     assert set(default_space(model)) - searched == (
         {'adversarial', 'refresh_every'} if model == 'mmssl' else set())
     assert result.best['model_config']['embedding_dim'] == 8
+
+
+def test_a_model_without_parameters_is_not_tuned(tmp_path,
+                                                 one_line_error):
+    assert main(['tune', '--model', 'mostpop', '--dataset', 'synthetic',
+                 '--trials', '2', '--out', str(tmp_path / 'out')]) == 2
+    one_line_error("error: mostpop has no parameters and nothing to tune: "
+                   "pyg-mmssl train --model mostpop evaluates it")
+    assert not (tmp_path / 'out').exists()
 
 
 def test_a_study_continues_only_with_its_options(study, tmp_path,

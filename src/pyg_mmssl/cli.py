@@ -477,9 +477,12 @@ def _train(args, model_cfg, train_cfg, out: str) -> Dict[str, Any]:
     result = trainer.fit(resume=args.resume)
     if not distributed.is_main():
         return result
-    print(f"{args.model} on {args.dataset}: best epoch {result['best_epoch']}"
-          f" of {result['epochs_run']}, {result['seconds_per_epoch']:.2f} s/"
-          f"epoch, peak memory {result['peak_memory_mb']:.0f} MB")
+    trained = (f"best epoch {result['best_epoch']} of {result['epochs_run']}"
+               f", {result['seconds_per_epoch']:.2f} s/epoch"
+               if trainer.optimizer is not None else
+               "nothing to train (no parameters)")
+    print(f"{args.model} on {args.dataset}: {trained}, peak memory "
+          f"{result['peak_memory_mb']:.0f} MB")
     print(format_table([('val', result['val']), ('test', result['test'])],
                        train_cfg.ks))
     print(f"results in {out}/metrics.json")

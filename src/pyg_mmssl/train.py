@@ -263,9 +263,11 @@ class Trainer:
                                   rank=get_rank(), world_size=self.world_size)
         opt_cls = (torch.optim.AdamW
                    if config.optimizer == 'adamw' else torch.optim.Adam)
+        # A model that does not learn (MostPop) is evaluated as built.
         self.optimizer = _fused(opt_cls, model.recommender_parameters(),
                                 lr=config.lr,
-                                weight_decay=config.weight_decay)
+                                weight_decay=config.weight_decay) \
+            if model.trainable else None
         d_params = model.discriminator_parameters()
         self.d_optimizer = _fused(
             torch.optim.Adam, d_params, lr=config.discriminator_lr,
@@ -417,6 +419,8 @@ class Trainer:
             test: bool = True) -> Dict[str, Any]:
         r"""Trains until early stopping (or ``epochs``), then evaluates the
         best-validation model on test. Returns what ``metrics.json`` holds.
+        A model that does not learn (:attr:`trainable` false:
+        :class:`MostPop`) is evaluated as built: ``best_epoch`` 0 and an empty history.
 
         Args:
             resume (bool): Continue from ``last.pt`` in ``out``.
@@ -443,6 +447,14 @@ class Trainer:
             check_out_dir(self.out, resume)
         if resume:
             state, best_model = self._resume(last)
+        if self.optimizer is None:  # nothing to learn: evaluated as built
+            state.update(best_epoch=0, finished=True)
+            if self.write:  # best.pt serves `evaluate` and `recommend`
+                atomic_torch_save({'meta': self.meta, 'config': asdict(cfg),
+                                   'model': self.model.state_dict(),
+                                   'epoch': 0}, self._path('best.pt'))
+                atomic_write_json([], self._path('history.json'))
+            return self._finish(state, None, test)
 
         bar = tqdm(total=cfg.epochs, initial=state['epoch'], desc='training',
                    disable=not self.show_progress)

@@ -32,6 +32,7 @@ import torch
 
 from pyg_mmssl.datasets import load_dataset
 from pyg_mmssl.device import resolve_device
+from pyg_mmssl.nn.models import MODELS
 from pyg_mmssl.presets import MODEL_CONFIGS, build_model, override, preset, \
     preset_names
 from pyg_mmssl.presets.config_file import config_dict
@@ -136,6 +137,9 @@ def tune(model: str, dataset: str, trials: int, out: str,
             loaders (see :func:`~pyg_mmssl.datasets.load_dataset`); part of
             what makes trials comparable. (default: :obj:`None`)
     """
+    if model in MODELS and not MODELS[model].trainable:
+        raise ValueError(f"{model} has no parameters and nothing to tune: "
+                         f"pyg-mmssl train --model {model} evaluates it")
     _require('optuna')
     _require('matplotlib')
     for name, value in (('trials', trials), ('jobs', jobs)):

@@ -4,6 +4,7 @@ from .freedom import FREEDOM
 from .lightgcn import LightGCN
 from .mmgcn import MMGCN
 from .mmssl import MMSSL, MMSSLEmbedding
+from .mostpop import MostPop
 
 MODELS = {
     'bm3': BM3,
@@ -11,6 +12,7 @@ MODELS = {
     'lightgcn': LightGCN,
     'mmgcn': MMGCN,
     'mmssl': MMSSL,
+    'mostpop': MostPop,
 }
 
 __all__ = [
@@ -23,5 +25,6 @@ __all__ = [
     'FREEDOM',
     'BM3',
     'BM3Embedding',
+    'MostPop',
     'MODELS',
 ]

@@ -74,6 +74,8 @@ class Recommender(torch.nn.Module):
     ``refresh_graphs`` is the one hook that changes the model.
     """
     multimodal = False
+    #: Whether the model learns (has parameters to train and tune).
+    trainable = True
     #: Allowed values of constructor arguments, for configs and the CLI.
     choices: Dict[str, Sequence[str]] = {'backend': BACKENDS}
 
