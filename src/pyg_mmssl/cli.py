@@ -603,8 +603,9 @@ def cmd_compare(args: argparse.Namespace) -> str:
 
 def cmd_info(args: argparse.Namespace) -> Dict[str, Any]:
     stats = statistics(_load(args))
+    width = max(map(len, stats)) + 1
     for key, value in stats.items():
-        print(f"{key:22s} {value}")
+        print(f"{key:{width}s} {value}")
     return stats
 
 

@@ -149,3 +149,22 @@ def test_data_error_is_one_line():
                   "instruction was encountered,\nbut no persistent_load)")
     assert str(e) == ("x.pkl: not a readable pickle (A load persistent id "
                       "instruction was encountered, but no persistent_load)")
+
+
+def test_statistics_of_the_held_out_splits(caplog):
+    # 3 users, 20 items: the top ceil(20 / 10) = 2 items by training count
+    # are 0 (three interactions) and 1 (two, tied with 2; the lower id wins).
+    train = ((0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (0, 2), (2, 2), (1, 5))
+    data = build_data(3, 20, splits(train=train, val=((0, 3), (2, 1)),
+                                    test=((1, 2), (1, 4), (0, 6))),
+                      feats(20))
+    assert not caplog.records  # no held-out pair is a training pair
+    stats = statistics(data)
+    assert stats['train_on_top_items'] == round(5 / 8, 4)
+    # val: users 0 and 2 (three and two training items; torch's median of
+    # an even count is the lower middle value); item 1 is on top.
+    assert stats['val_users'] == 2 and stats['val_users_median_train'] == 2
+    assert stats['val_on_top_items'] == .5
+    # test: users 0 and 1 (three training items each); none on top.
+    assert stats['test_users'] == 2 and stats['test_users_median_train'] == 3
+    assert stats['test_on_top_items'] == 0.

@@ -232,7 +232,17 @@ def to_csr(edge_index: Tensor, num_rows: int,
 
 
 def statistics(data: HeteroData) -> Dict[str, object]:
-    r"""Sizes, density and feature dimensions of a dataset (``pyg-mmssl info``)."""
+    r"""Sizes, density and feature dimensions of a dataset, and what its
+    held-out splits ask of a model (``pyg-mmssl info``): for ``val`` and
+    ``test``, the users with held-out interactions, their median number of
+    training interactions, and the share of held-out interactions on the
+    10% most-trained items (``train_on_top_items`` is that share for the
+    training interactions; the top :math:`\lceil I / 10 \rceil` items by
+    training count, ties by item id). Few training interactions per
+    evaluated user and a held-out share at or above the training one make
+    a split that popularity alone scores well on (compare ``MostPop``); a
+    held-out share below it makes popularity a worse guess than in
+    training."""
     num_users, num_items = data[USER].num_nodes, data[ITEM].num_nodes
     stats: Dict[str, object] = {'users': num_users, 'items': num_items}
     for split in SPLITS:
@@ -243,6 +253,22 @@ def statistics(data: HeteroData) -> Dict[str, object]:
     item_deg = torch.bincount(train[1], minlength=num_items)
     stats['users_without_train'] = int((user_deg == 0).sum())
     stats['items_without_train'] = int((item_deg == 0).sum())
+    order = torch.sort(item_deg, descending=True, stable=True).indices
+    top = torch.zeros(num_items, dtype=torch.bool)
+    top[order[:-(-num_items // 10)]] = True
+
+    def share(items: Tensor) -> float:
+        return round(float(top[items].float().mean()), 4) \
+            if items.numel() else 0.
+
+    stats['train_on_top_items'] = share(train[1])
+    for split in SPLITS[1:]:
+        held = split_edge_index(data, split)
+        users = torch.unique(held[0])
+        stats[f'{split}_users'] = users.numel()
+        stats[f'{split}_users_median_train'] = float(
+            user_deg[users].float().median()) if users.numel() else 0.
+        stats[f'{split}_on_top_items'] = share(held[1])
     stats['modalities'] = {m: int(x.size(1))
                            for m, x in modality_features(data).items()}
     return stats
