@@ -77,3 +77,19 @@ def test_failing_rank_through_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'distributed training stopped: rank' in err
     assert 'refresh_every must be positive' in err
+
+
+def test_two_processes_evaluate_mostpop_as_one(tmp_path):
+    # No parameters, no DDP: the ranks split the users of the evaluation.
+    def run(name, *extra):
+        out = tmp_path / name
+        assert main(['train', '--model', 'mostpop', '--dataset', 'synthetic',
+                     '--out', str(out), '--quiet', '--device', 'cpu',
+                     *extra]) == 0
+        return json.loads((out / 'metrics.json').read_text())
+
+    one, two = run('one'), run('two', '--nproc', '2')
+    assert two['world_size'] == 2 and two['best_epoch'] == 0
+    for split in ('val', 'test'):
+        assert one[split]['recall@20'] == pytest.approx(
+            two[split]['recall@20'], abs=1e-6)

@@ -283,7 +283,7 @@ class Trainer:
         self._warned_growth = False
         self.forward_step = _ForwardStep(model)
         self.sharding = None
-        if self.world_size > 1:
+        if self.world_size > 1 and model.trainable:
             self.forward_step = _distributed(self.forward_step, model,
                                              self.device)
             self.sharding = UserSharding(shard, lambda t: broadcast_(
@@ -420,7 +420,8 @@ class Trainer:
         r"""Trains until early stopping (or ``epochs``), then evaluates the
         best-validation model on test. Returns what ``metrics.json`` holds.
         A model that does not learn (:attr:`trainable` false:
-        :class:`MostPop`) is evaluated as built: ``best_epoch`` 0 and an empty history.
+        :class:`MostPop`) is evaluated as built: ``best_epoch`` 0 and an
+        empty history.
 
         Args:
             resume (bool): Continue from ``last.pt`` in ``out``.
