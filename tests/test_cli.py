@@ -103,12 +103,11 @@ def test_train_mmssl_and_compare(tmp_path, capsys):
     out = tmp_path / 'mmssl'
     assert main(['train', '--model', 'mmssl', '--dataset', 'synthetic',
                  '--out', str(out), '--critic', 'lowrank', '--topk-rate',
-                 '0.01', '--no-gumbel', '--learned-graph', 'union'] +
-                FAST) == 0
+                 '0.01', '--no-gumbel', '--adversarial'] + FAST) == 0
     metrics = json.loads((out / 'metrics.json').read_text())
     cfg = metrics['meta']['model_config']
     assert cfg['critic'] == 'lowrank' and cfg['gumbel'] is False
-    assert cfg['adversarial'] is True and cfg['learned_graph'] == 'union'
+    assert cfg['adversarial'] is True  # the preset's is off
     assert cfg['embedding_dim'] == 8
     history = json.loads((out / 'history.json').read_text())
     assert {'bpr', 'cl', 'adv', 'd'} <= set(history[0])
@@ -118,7 +117,7 @@ def test_train_mmssl_and_compare(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('flags,preset,expected', [
-    ([], None, True), (['--no-adversarial'], None, False),
+    ([], None, False), (['--adversarial'], None, True),
     ([], 'tiktok-paper', True), (['--no-adversarial'], 'tiktok-paper', False),
 ])
 def test_boolean_options_turn_on_and_off_over_the_preset(flags, preset,
