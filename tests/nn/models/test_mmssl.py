@@ -403,6 +403,28 @@ def test_schedule_follows_the_options(tiny_data):
     assert model.schedule() == Schedule(critic_steps=1, refresh_every=5)
     plain = MMSSL.from_data(tiny_data, **{**SMALL, 'adversarial': False})
     assert plain.schedule() == Schedule()
+    # Without the adversarial term the critic would shape nothing: no
+    # critic, the learned graphs still refreshed.
+    free = MMSSL.from_data(tiny_data, **{**SMALL, 'refresh_every': 5,
+                                         'g_rate': 0.})
+    assert free.schedule() == Schedule(critic_steps=0, refresh_every=5)
+    assert free.discriminator is None and not free.discriminator_parameters()
+
+
+def test_learned_graphs_without_a_critic_train_and_refresh(tiny_data):
+    from pyg_mmssl.train import TrainConfig, Trainer
+    torch.manual_seed(0)
+    model = MMSSL.from_data(tiny_data, **{**SMALL, 'g_rate': 0.,
+                                          'learned_graph': 'mix',
+                                          'refresh_every': 2})
+    before = model.learned_edge_index('image').clone()
+    terms = model.loss(*batch())
+    assert float(terms['adv']) == 0.
+    Trainer(model, tiny_data, TrainConfig(epochs=1, batch_size=64,
+                                          quiet=True)).fit(test=False)
+    after = model.learned_edge_index('image')
+    assert after.size(1) == model.k * model.num_users and not torch.equal(
+        before, after)
 
 
 # Options of the learned graphs ############################################

@@ -90,7 +90,10 @@ class MMSSL(Recommender):
             (default: :obj:`1e-5`)
         cl_rate (float): Contrastive weight. (default: :obj:`0.03`)
         tau (float): Contrastive temperature. (default: :obj:`0.5`)
-        g_rate (float): Generator (adversarial) weight. (default: :obj:`1e-4`)
+        g_rate (float): Generator (adversarial) weight. At :obj:`0` the
+            critic would shape nothing, so it is neither built nor trained;
+            the learned graphs are still refreshed from the modality scores.
+            (default: :obj:`1e-4`)
         gp_weight (float): Gradient penalty weight. (default: :obj:`0.3`)
         real_mix (float): Weight of the collaborative scores mixed into the
             real distribution. (default: :obj:`100.0`)
@@ -267,7 +270,7 @@ class MMSSL(Recommender):
             if attention else None
         self.conv = MMSSLConv(normalize='none')
         self.discriminator = Discriminator(num_items, critic, critic_rank) \
-            if adversarial else None
+            if adversarial and g_rate > 0 else None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -286,12 +289,13 @@ class MMSSL(Recommender):
         return list(self.discriminator.parameters())
 
     def schedule(self) -> Schedule:
-        r"""One critic update per step and a graph refresh every
-        :obj:`refresh_every` steps, with adversarial structure learning;
-        neither without it."""
+        r"""One critic update per step (with a critic: :obj:`g_rate` above
+        0) and a graph refresh every :obj:`refresh_every` steps, with
+        structure learning; neither without it."""
         if not self.adversarial:
             return Schedule()
-        return Schedule(critic_steps=1, refresh_every=self.refresh_every)
+        return Schedule(critic_steps=int(self.discriminator is not None),
+                        refresh_every=self.refresh_every)
 
     # Graphs ################################################################
 
@@ -595,7 +599,7 @@ class MMSSL(Recommender):
                      for view, count in views.values())
 
         adv = zero
-        if self.adversarial:
+        if self.discriminator is not None:
             _, fake = self._critic_rows(batch_users, out)
             with record_function('mmssl.generator'), \
                     self.discriminator.frozen():
