@@ -451,9 +451,7 @@ class Trainer:
         if self.optimizer is None:  # nothing to learn: evaluated as built
             state.update(best_epoch=0, finished=True)
             if self.write:  # best.pt serves `evaluate` and `recommend`
-                atomic_torch_save({'meta': self.meta, 'config': asdict(cfg),
-                                   'model': self.model.state_dict(),
-                                   'epoch': 0}, self._path('best.pt'))
+                self._save_best(self.model.state_dict(), 0)
                 atomic_write_json([], self._path('history.json'))
             return self._finish(state, None, test)
 
@@ -479,11 +477,7 @@ class Trainer:
                     best_model = {k: v.detach().clone() for k, v in
                                   self.model.state_dict().items()}
                     if self.write:
-                        atomic_torch_save({'meta': self.meta,
-                                           'config': asdict(cfg),
-                                           'model': best_model,
-                                           'epoch': epoch},
-                                          self._path('best.pt'))
+                        self._save_best(best_model, epoch)
                 else:
                     state['bad_epochs'] += cfg.eval_every
                 if state['bad_epochs'] >= cfg.patience:
@@ -502,6 +496,11 @@ class Trainer:
                 on_epoch(epoch, record['val'])
         bar.close()
         return self._finish(state, best_model, test)
+
+    def _save_best(self, model_state: Dict[str, torch.Tensor], epoch: int):
+        atomic_torch_save({'meta': self.meta, 'config': asdict(self.config),
+                           'model': model_state, 'epoch': epoch},
+                          self._path('best.pt'))
 
     def _resume(self, last: Optional[str]):
         r"""Restores the state of ``last`` (``last.pt``) and the best

@@ -245,9 +245,10 @@ def statistics(data: HeteroData) -> Dict[str, object]:
     training."""
     num_users, num_items = data[USER].num_nodes, data[ITEM].num_nodes
     stats: Dict[str, object] = {'users': num_users, 'items': num_items}
+    edges = {split: split_edge_index(data, split) for split in SPLITS}
     for split in SPLITS:
-        stats[f'{split}_interactions'] = split_edge_index(data, split).size(1)
-    train = split_edge_index(data, 'train')
+        stats[f'{split}_interactions'] = edges[split].size(1)
+    train = edges['train']
     stats['density'] = train.size(1) / (num_users * num_items)
     user_deg = torch.bincount(train[0], minlength=num_users)
     item_deg = torch.bincount(train[1], minlength=num_items)
@@ -263,7 +264,7 @@ def statistics(data: HeteroData) -> Dict[str, object]:
 
     stats['train_on_top_items'] = share(train[1])
     for split in SPLITS[1:]:
-        held = split_edge_index(data, split)
+        held = edges[split]
         users = torch.unique(held[0])
         stats[f'{split}_users'] = users.numel()
         stats[f'{split}_users_median_train'] = float(
