@@ -533,6 +533,7 @@ def test_embedding_fusion_scale(tiny_data):
     dict(learned_weight='score'), dict(fusion_scale='embedding'),
     dict(learned_graph='union', learned_weight='score',
          fusion_scale='embedding'),
+    dict(item_bias='popularity'),
 ])
 def test_graph_options_train_every_parameter(tiny_data, options,
                                              assert_critic_gradient):
@@ -559,3 +560,4 @@ def test_bad_graph_options(tiny_data):
                               r"graph_beta must be in \[0, 1\]")):
         with pytest.raises(ValueError, match=message):
             MMSSL.from_data(tiny_data, **options)
+

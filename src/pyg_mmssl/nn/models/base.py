@@ -19,6 +19,10 @@ from pyg_mmssl.nn.adjacency import (BACKENDS, BipartiteGraph, Propagation,
 from pyg_mmssl.nn.losses import bpr_loss, l2_reg
 from pyg_mmssl.ranking import CSR, topk_chunks
 
+#: How a model's optional per-item score bias starts
+#: (:meth:`Recommender.init_item_bias`).
+ITEM_BIASES = ('none', 'zero', 'popularity')
+
 class RecEmbedding(NamedTuple):
     user: Tensor
     item: Tensor
@@ -224,6 +228,53 @@ class Recommender(torch.nn.Module):
         reg = l2_reg(ids[user], ids[self.num_users + pos],
                      ids[self.num_users + neg], *extra)
         return {'loss': bpr + self.reg * reg, 'bpr': bpr, 'reg': reg}
+
+    def init_item_bias(self, item_bias: str = 'none', scale: float = 1.0):
+        r"""Gives the model a learned per-item score bias :math:`b_i`
+        (unless ``item_bias`` is ``"none"``), which :meth:`with_item_bias`
+        adds to every score, :math:`s_{ui} = \mathbf{e}_u^\top \mathbf{e}_i
+        + b_i`. It starts at zero (``"zero"``) or at the popularity prior
+        (``"popularity"``)
+
+        .. math::
+            b_i = s \, \big(\log(1 + n_i) - \tfrac{1}{I} \textstyle\sum_j
+            \log(1 + n_j)\big)
+
+        with :math:`n_i` the item's training interactions and :math:`s` =
+        ``scale``: before any step the model ranks by training counts, as
+        :class:`MostPop` does. Call from ``__init__``, and
+        :meth:`reset_item_bias` from ``reset_parameters``."""
+        if item_bias not in ITEM_BIASES:
+            raise ValueError(f"unknown item_bias '{item_bias}', expected one "
+                             f"of {ITEM_BIASES}")
+        self.item_bias_init, self.item_bias_scale = item_bias, scale
+        self.item_bias = torch.nn.Parameter(torch.zeros(self.num_items)) \
+            if item_bias != 'none' else None
+
+    @torch.no_grad()
+    def reset_item_bias(self):
+        r"""Sets the item bias to its start (see :meth:`init_item_bias`)."""
+        if self.item_bias is None:
+            return
+        self.item_bias.zero_()
+        if self.item_bias_init == 'popularity':
+            count = torch.bincount(self.train_edge_index[1],
+                                   minlength=self.num_items)
+            prior = torch.log1p(count.to(self.item_bias.dtype))
+            self.item_bias.copy_(self.item_bias_scale * (prior - prior.mean()))
+
+    def with_item_bias(self, emb: RecEmbedding) -> RecEmbedding:
+        r"""``emb`` with the item bias as one more dimension,
+        :math:`[\mathbf{e}_u, 1]^\top [\mathbf{e}_i, b_i] =
+        \mathbf{e}_u^\top \mathbf{e}_i + b_i`, so that every dot product
+        (the BPR loss, ranking) scores with it; ``emb`` itself without
+        one."""
+        bias = getattr(self, 'item_bias', None)
+        if bias is None:
+            return emb
+        return RecEmbedding(
+            torch.cat([emb.user, emb.user.new_ones(emb.user.size(0), 1)], 1),
+            torch.cat([emb.item, bias.view(-1, 1).to(emb.item.dtype)], 1))
 
     def train_csr(self) -> CSR:
         r"""Training items of each user as a CSR pattern (for masking)."""

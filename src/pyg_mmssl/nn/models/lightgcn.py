@@ -3,7 +3,8 @@ from typing import Dict, Optional
 from torch import Tensor
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from pyg_mmssl.nn.models.base import RecEmbedding, Recommender
+from pyg_mmssl.nn.models.base import (ITEM_BIASES, RecEmbedding,
+                                      Recommender)
 
 
 class LightGCN(Recommender):
@@ -30,25 +31,39 @@ class LightGCN(Recommender):
         num_layers (int): Propagation layers. (default: :obj:`3`)
         reg (float): L2 weight on the batch's layer-0 embeddings.
             (default: :obj:`1e-4`)
+        item_bias (str): A learned per-item score bias: :obj:`"none"`,
+            :obj:`"zero"` or :obj:`"popularity"` (it starts at the centred
+            :math:`\log(1 + n_i)` of the training counts, times
+            :obj:`item_bias_scale`; see
+            :meth:`~pyg_mmssl.nn.models.base.Recommender.init_item_bias`).
+            (default: :obj:`"none"`)
+        item_bias_scale (float): The factor of the popularity prior.
+            (default: :obj:`1.0`)
         backend (str, optional): Propagation backend (see
             :mod:`pyg_mmssl.nn.adjacency`); fastest for the device if omitted.
     """
+    choices = {**Recommender.choices, 'item_bias': ITEM_BIASES}
+
     def __init__(self, num_users: int, num_items: int,
                  train_edge_index: Tensor, embedding_dim: int = 64,
                  num_layers: int = 3, reg: float = 1e-4,
+                 item_bias: str = 'none', item_bias_scale: float = 1.0,
                  backend: Optional[str] = None):
         super().__init__(num_users, num_items, train_edge_index, backend)
         self.reg = reg
         self.model = PyGLightGCN(num_users + num_items, embedding_dim,
                                  num_layers, normalize=False)
+        self.init_item_bias(item_bias, item_bias_scale)
+        self.reset_item_bias()
 
     def reset_parameters(self):
         self.model.reset_parameters()
+        self.reset_item_bias()
 
     def get_embedding(self) -> RecEmbedding:
         adj = self.homogeneous_graph('sym')
-        return self.split_nodes(self.model.get_embedding(adj.adj,
-                                                         adj.edge_weight))
+        return self.with_item_bias(self.split_nodes(
+            self.model.get_embedding(adj.adj, adj.edge_weight)))
 
     def loss(self, user: Tensor, pos: Tensor, neg: Tensor,
              out: Optional[RecEmbedding] = None) -> Dict[str, Tensor]:

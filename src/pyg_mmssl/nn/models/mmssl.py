@@ -14,8 +14,8 @@ from pyg_mmssl.nn.discriminator import CRITICS, Discriminator
 from pyg_mmssl.nn.dropout import Dropout
 from pyg_mmssl.nn.losses import (bpr_loss, gumbel_noise,
                                  gumbel_softmax_is_sparse, info_nce, l2_reg)
-from pyg_mmssl.nn.models.base import (RecEmbedding, Recommender, Schedule,
-                                      UserSharding)
+from pyg_mmssl.nn.models.base import (ITEM_BIASES, RecEmbedding,
+                                      Recommender, Schedule, UserSharding)
 from pyg_mmssl.nn.rows import CriticRows, RowSource, masked_score_rows
 from pyg_mmssl.nn.structure import num_learned_edges, topk_graph
 from pyg_mmssl.ranking import csr_rows
@@ -135,6 +135,14 @@ class MMSSL(Recommender):
             is a direction shared by every node (largest in
             :math:`\bar{\mathbf{Z}}` where :math:`\mathbf{h}` is small);
             without biases it is linear. (default: :obj:`True`)
+        item_bias (str): A learned per-item score bias: :obj:`"none"`,
+            :obj:`"zero"` or :obj:`"popularity"` (it starts at the centred
+            :math:`\log(1 + n_i)` of the training counts, times
+            :obj:`item_bias_scale`; see
+            :meth:`~pyg_mmssl.nn.models.base.Recommender.init_item_bias`).
+            (default: :obj:`"none"`)
+        item_bias_scale (float): The factor of the popularity prior.
+            (default: :obj:`1.0`)
         learned_graph (str): How a modality's learned edges
             :math:`\mathbf{L}^m` (top-:math:`k` per user) form the graph
             :math:`\hat{\mathbf{G}}^m` of its ID-modality branch:
@@ -167,6 +175,7 @@ class MMSSL(Recommender):
     """
     multimodal = True
     choices = {**Recommender.choices, 'critic': CRITICS,
+               'item_bias': ITEM_BIASES,
                'learned_graph': LEARNED_GRAPHS,
                'learned_weight': LEARNED_WEIGHTS,
                'fusion_scale': FUSION_SCALES}
@@ -202,6 +211,8 @@ class MMSSL(Recommender):
         gumbel: bool = True,
         attention: bool = True,
         attention_bias: bool = True,
+        item_bias: str = 'none',
+        item_bias_scale: float = 1.0,
         learned_graph: str = 'replace',
         graph_beta: float = 0.9,
         learned_weight: str = 'binary',
@@ -269,6 +280,7 @@ class MMSSL(Recommender):
                                            attention_bias) \
             if attention else None
         self.conv = MMSSLConv(normalize='none')
+        self.init_item_bias(item_bias, item_bias_scale)
         self.discriminator = Discriminator(num_items, critic, critic_rank) \
             if adversarial and g_rate > 0 else None
         self.reset_parameters()
@@ -278,6 +290,7 @@ class MMSSL(Recommender):
             enc.reset_parameters()
         torch.nn.init.xavier_uniform_(self.user_emb.weight)
         torch.nn.init.xavier_uniform_(self.item_emb.weight)
+        self.reset_item_bias()
         if self.attention is not None:
             self.attention.reset_parameters()
         if self.discriminator is not None:
@@ -463,7 +476,7 @@ class MMSSL(Recommender):
 
     def get_embedding(self) -> RecEmbedding:
         out = self.forward()
-        return RecEmbedding(out.user, out.item)
+        return self.with_item_bias(RecEmbedding(out.user, out.item))
 
     # Adversarial structure learning #########################################
 
@@ -580,7 +593,8 @@ class MMSSL(Recommender):
         if out is None:
             out = self()
         zero = out.user.new_zeros(())
-        bpr = bpr_loss(out.user[user], out.item[pos], out.item[neg])
+        scored = self.with_item_bias(RecEmbedding(out.user, out.item))
+        bpr = bpr_loss(scored.user[user], scored.item[pos], scored.item[neg])
         reg = l2_reg(self.user_emb.weight[user], self.item_emb.weight[pos],
                      self.item_emb.weight[neg])
         feat = sum(l2_reg(out.user_modal[m][user], out.item_modal[m][pos],
