@@ -31,13 +31,11 @@ class LightGCN(Recommender):
         num_layers (int): Propagation layers. (default: :obj:`3`)
         reg (float): L2 weight on the batch's layer-0 embeddings.
             (default: :obj:`1e-4`)
-        item_bias (str): A learned per-item score bias: :obj:`"none"`,
-            :obj:`"zero"` or :obj:`"popularity"` (it starts at the centred
-            :math:`\log(1 + n_i)` of the training counts, times
-            :obj:`item_bias_scale`; see
-            :meth:`~pyg_mmssl.nn.models.base.Recommender.init_item_bias`).
-            (default: :obj:`"none"`)
-        item_bias_scale (float): The factor of the popularity prior.
+        item_bias (str): A learned per-item score bias from
+            :meth:`~pyg_mmssl.nn.models.base.Recommender.init_item_bias`:
+            :obj:`"none"`, :obj:`"zero"` or :obj:`"popularity"` (starting
+            at the log training counts). (default: :obj:`"none"`)
+        item_bias_scale (float): The popularity prior's factor.
             (default: :obj:`1.0`)
         backend (str, optional): Propagation backend (see
             :mod:`pyg_mmssl.nn.adjacency`); fastest for the device if omitted.

@@ -135,13 +135,11 @@ class MMSSL(Recommender):
             is a direction shared by every node (largest in
             :math:`\bar{\mathbf{Z}}` where :math:`\mathbf{h}` is small);
             without biases it is linear. (default: :obj:`True`)
-        item_bias (str): A learned per-item score bias: :obj:`"none"`,
-            :obj:`"zero"` or :obj:`"popularity"` (it starts at the centred
-            :math:`\log(1 + n_i)` of the training counts, times
-            :obj:`item_bias_scale`; see
-            :meth:`~pyg_mmssl.nn.models.base.Recommender.init_item_bias`).
-            (default: :obj:`"none"`)
-        item_bias_scale (float): The factor of the popularity prior.
+        item_bias (str): A learned per-item score bias from
+            :meth:`~pyg_mmssl.nn.models.base.Recommender.init_item_bias`:
+            :obj:`"none"`, :obj:`"zero"` or :obj:`"popularity"` (starting
+            at the log training counts). (default: :obj:`"none"`)
+        item_bias_scale (float): The popularity prior's factor.
             (default: :obj:`1.0`)
         learned_graph (str): How a modality's learned edges
             :math:`\mathbf{L}^m` (top-:math:`k` per user) form the graph
