@@ -31,8 +31,8 @@ def test_every_preset_builds_its_model(model, name, tiny_data):
 
 def test_tuned_mmssl_presets_turn_structure_learning_off():
     # The second TikTok study's best trial: the observed graph in the
-    # ID-modality branch (no critic), 3 layers and its loss weights; the
-    # rest as released.
+    # ID-modality branch (no critic), 3 layers and its loss weights; then
+    # no attention and the popularity prior at 0.2; the rest as released.
     for name in ('tiktok', 'default', 'baby', 'sports'):
         model, train = preset('mmssl', name, strict=True)
         assert (model.adversarial, model.num_layers, model.lambda_f,
@@ -41,11 +41,14 @@ def test_tuned_mmssl_presets_turn_structure_learning_off():
         assert (model.reg, model.cl_rate, model.tau) == (1.21e-5, 1.06e-2,
                                                          0.238)
         assert (model.contrastive, model.attention, model.lambda_id,
-                model.dropout) == (True, True, 0.36, 0.2)
+                model.dropout) == (True, False, 0.36, 0.2)
+        assert (model.item_bias, model.item_bias_scale) == ('popularity',
+                                                            0.2)
     paper, _ = preset('mmssl', 'tiktok-paper', strict=True)
     tuned, _ = preset('mmssl', 'tiktok', strict=True)
     assert (tuned.g_rate, tuned.tau_real, tuned.topk_rate) == (
         paper.g_rate, paper.tau_real, paper.topk_rate)
+    assert (paper.attention, paper.item_bias) == (True, 'none')
 
 
 def test_tuned_baseline_presets():
