@@ -54,6 +54,7 @@ def test_tuned_mmssl_presets_turn_structure_learning_off():
 def test_tuned_baseline_presets():
     model, train = preset('lightgcn', 'tiktok', strict=True)
     assert (model.num_layers, model.reg, train.lr) == (3, 2.93e-3, 8.96e-3)
+    assert (model.item_bias, model.item_bias_scale) == ('popularity', 0.1)
     model, train = preset('mmgcn', 'tiktok', strict=True)
     assert (model.num_layers, model.combine, model.reg, train.lr) == (
         2, 'concat', 1.56e-5, 1.06e-4)
