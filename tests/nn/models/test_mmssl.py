@@ -560,4 +560,3 @@ def test_bad_graph_options(tiny_data):
                               r"graph_beta must be in \[0, 1\]")):
         with pytest.raises(ValueError, match=message):
             MMSSL.from_data(tiny_data, **options)
-

@@ -242,14 +242,15 @@ class Recommender(torch.nn.Module):
 
         with :math:`n_i` the item's training interactions and :math:`s` =
         ``scale``: before any step the model ranks by training counts, as
-        :class:`MostPop` does. Call from ``__init__``, and
-        :meth:`reset_item_bias` from ``reset_parameters``."""
+        :class:`MostPop` does. Call from ``__init__`` (it sets the start),
+        and :meth:`reset_item_bias` from ``reset_parameters``."""
         if item_bias not in ITEM_BIASES:
             raise ValueError(f"unknown item_bias '{item_bias}', expected one "
                              f"of {ITEM_BIASES}")
         self.item_bias_init, self.item_bias_scale = item_bias, scale
         self.item_bias = torch.nn.Parameter(torch.zeros(self.num_items)) \
             if item_bias != 'none' else None
+        self.reset_item_bias()
 
     @torch.no_grad()
     def reset_item_bias(self):

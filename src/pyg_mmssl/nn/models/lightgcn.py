@@ -52,7 +52,6 @@ class LightGCN(Recommender):
         self.model = PyGLightGCN(num_users + num_items, embedding_dim,
                                  num_layers, normalize=False)
         self.init_item_bias(item_bias, item_bias_scale)
-        self.reset_item_bias()
 
     def reset_parameters(self):
         self.model.reset_parameters()
