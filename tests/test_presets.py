@@ -32,7 +32,8 @@ def test_every_preset_builds_its_model(model, name, tiny_data):
 def test_tuned_mmssl_presets_turn_structure_learning_off():
     # The second TikTok study's best trial: the observed graph in the
     # ID-modality branch (no critic), 3 layers and its loss weights; then
-    # no attention and the popularity prior at 0.2; the rest as released.
+    # no attention and the popularity prior at 0.2 (TikTok's: the popularity
+    # adjustment instead); the rest as released.
     for name in ('tiktok', 'default', 'baby', 'sports'):
         model, train = preset('mmssl', name, strict=True)
         assert (model.adversarial, model.num_layers, model.lambda_f,
@@ -42,19 +43,28 @@ def test_tuned_mmssl_presets_turn_structure_learning_off():
                                                          0.238)
         assert (model.contrastive, model.attention, model.lambda_id,
                 model.dropout) == (True, False, 0.36, 0.2)
-        assert (model.item_bias, model.item_bias_scale) == ('popularity',
-                                                            0.2)
-    paper, _ = preset('mmssl', 'tiktok-paper', strict=True)
+        if name == 'tiktok':
+            assert (model.item_bias, train.adjust_popularity) == ('none',
+                                                                  True)
+        else:
+            assert (model.item_bias, model.item_bias_scale,
+                    train.adjust_popularity) == ('popularity', 0.2, False)
+    paper, paper_train = preset('mmssl', 'tiktok-paper', strict=True)
     tuned, _ = preset('mmssl', 'tiktok', strict=True)
     assert (tuned.g_rate, tuned.tau_real, tuned.topk_rate) == (
         paper.g_rate, paper.tau_real, paper.topk_rate)
-    assert (paper.attention, paper.item_bias) == (True, 'none')
+    assert (paper.attention, paper.item_bias,
+            paper_train.adjust_popularity) == (True, 'none', False)
 
 
 def test_tuned_baseline_presets():
     model, train = preset('lightgcn', 'tiktok', strict=True)
     assert (model.num_layers, model.reg, train.lr) == (3, 2.93e-3, 8.96e-3)
-    assert (model.item_bias, model.item_bias_scale) == ('popularity', 0.1)
+    assert (model.item_bias, train.adjust_popularity) == ('none', True)
+    # Every model's TikTok preset ranks with the popularity adjustment.
+    for name in ('mmgcn', 'freedom', 'bm3'):
+        assert preset(name, 'tiktok', strict=True)[1].adjust_popularity
+        assert not preset(name, 'default')[1].adjust_popularity
     model, train = preset('mmgcn', 'tiktok', strict=True)
     assert (model.num_layers, model.combine, model.reg, train.lr) == (
         2, 'concat', 1.56e-5, 1.06e-4)

@@ -157,6 +157,10 @@ def _add_config_args(train: argparse.ArgumentParser):
         elif f.name == 'mask_val_at_test':
             tg.add_argument('--mask-val-at-test', action='store_true',
                             default=None, help=help)
+        elif f.name == 'adjust_popularity':  # presets turn it on
+            tg.add_argument('--adjust-popularity', dest=f.name,
+                            action=argparse.BooleanOptionalAction,
+                            default=None, help=help)
         else:
             tg.add_argument(_flag(f.name), type=_field_type(f), default=None,
                             help=help)

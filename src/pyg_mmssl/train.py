@@ -47,6 +47,10 @@ SELECTION_METRIC = 'recall@20'
 RUN_FILES = ('metrics.json', 'history.json', 'last.pt', 'best.pt')
 # A loss this many times its first value (in magnitude) gets a warning.
 LOSS_GROWTH_WARNING = 100.0
+#: The weights of the popularity adjustment that
+#: :meth:`Trainer.adjust_popularity` tries: 0 and a doubling grid.
+POPULARITY_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8,
+                      25.6)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -101,6 +105,11 @@ class TrainConfig:
             (default: :obj:`1024`)
         mask_val_at_test (bool): Also exclude validation items when ranking
             for test. (default: :obj:`False`)
+        adjust_popularity (bool): After training, rank by the model's scores
+            plus :math:`w` times the items' centred log training counts,
+            with :math:`w` of :data:`POPULARITY_WEIGHTS` (0 included) that
+            has the best validation Recall@20 (see
+            :meth:`Trainer.adjust_popularity`). (default: :obj:`False`)
         seed (int): Seed of initialisation, sampling and dropout.
             (default: :obj:`2024`)
         device (str): ``"auto"`` (CUDA when available), ``"cpu"``,
@@ -122,6 +131,7 @@ class TrainConfig:
     ks: Tuple[int, ...] = DEFAULT_KS
     eval_chunk_size: int = 1024
     mask_val_at_test: bool = False
+    adjust_popularity: bool = False
     seed: int = 2024
     device: str = 'auto'
     quiet: bool = False
@@ -217,7 +227,7 @@ def evaluate_split(model: Recommender, split: str, patterns: Dict[str, CSR],
     if split not in ('val', 'test'):
         raise ValueError(f"unknown split '{split}', expected 'val' or 'test'")
     model.eval()
-    emb = model.get_embedding()
+    emb = model.ranking_embedding()
     exclude = [patterns['train']]
     if split == 'test' and mask_val_at_test:
         exclude.append(patterns['val'])
@@ -564,11 +574,43 @@ class Trainer:
         elif is_main() and not self.config.quiet:
             log.info(msg)
 
+    @torch.no_grad()
+    def adjust_popularity(self, weights=POPULARITY_WEIGHTS
+                          ) -> Tuple[float, Dict[float, float]]:
+        r"""Sets the model's ranking to :math:`s_{ui} + w \, p_i`
+        (:meth:`~pyg_mmssl.nn.models.base.Recommender.ranking_embedding`),
+        with :math:`p_i` the item's centred :math:`\log(1 + n_i)` and
+        :math:`w` the one of ``weights`` with the highest validation
+        Recall@20 (the smallest on ties). The model's weights do not change,
+        and the test split is never ranked. Returns :math:`w` and
+        ``{w: validation Recall@20}``.
+
+        A split whose held-out items are more popular than the model's
+        scores make them (a random split of interactions) takes a large
+        :math:`w`; one whose items are less (a split by time) takes 0. The
+        idea is PDA's (Zhang et al., SIGIR 2021), which adjusts the
+        popularity of a model's rankings by a factor chosen on validation.
+        """
+        curve: Dict[float, float] = {}
+        for w in weights:
+            self.model.popularity_weight.fill_(w)
+            curve[float(w)] = self.evaluate('val')[SELECTION_METRIC]
+        best = max(curve, key=lambda w: (curve[w], -w))
+        self.model.popularity_weight.fill_(best)
+        return best, curve
+
     def _finish(self, state: Dict[str, Any],
                 best_model: Optional[Dict[str, torch.Tensor]],
                 test: bool = True) -> Dict[str, Any]:
         if best_model is not None:
             self.model.load_state_dict(best_model)
+        adjustment = {}
+        if self.config.adjust_popularity:
+            weight, curve = self.adjust_popularity()
+            adjustment = {'popularity_weight': weight,
+                          'popularity_curve': curve}
+            if self.write:  # best.pt ranks as the run reports
+                self._save_best(self.model.state_dict(), state['best_epoch'])
         val = self.evaluate('val')
         held_out = {'test': self.evaluate('test')} if test else {}
         epochs = max(state['epoch'], 1)
@@ -583,6 +625,7 @@ class Trainer:
             'device': str(self.device),
             'val': val,
             **held_out,
+            **adjustment,
             'config': asdict(self.config),
         }
         if self.world_size > 1:

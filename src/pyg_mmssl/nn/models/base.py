@@ -91,6 +91,9 @@ class Recommender(torch.nn.Module):
         self.backend = None if backend is None else check_backend(backend)
         self.register_buffer('train_edge_index', train_edge_index.long(),
                              persistent=False)
+        # The weight of the popularity adjustment of rankings (see
+        # ranking_embedding); 0 ranks by the model's scores alone.
+        self.register_buffer('popularity_weight', torch.zeros(()))
         self._graph_cache: Dict[str, object] = {}
 
     @classmethod
@@ -259,10 +262,43 @@ class Recommender(torch.nn.Module):
             return
         self.item_bias.zero_()
         if self.item_bias_init == 'popularity':
+            self.item_bias.copy_(self.item_bias_scale *
+                                 self.log_popularity())
+
+    def log_popularity(self) -> Tensor:
+        r"""The centred log training count of every item,
+        :math:`p_i = \log(1 + n_i) - \frac{1}{I} \sum_j \log(1 + n_j)`
+        (``[num_items]``, float)."""
+        def build() -> Tensor:
             count = torch.bincount(self.train_edge_index[1],
                                    minlength=self.num_items)
-            prior = torch.log1p(count.to(self.item_bias.dtype))
-            self.item_bias.copy_(self.item_bias_scale * (prior - prior.mean()))
+            log = torch.log1p(count.float())
+            return log - log.mean()
+        return self.cached_graph('log_popularity', build)
+
+    def ranking_embedding(self) -> RecEmbedding:
+        r""":meth:`get_embedding`, with the popularity adjustment as one more
+        dimension where its weight :math:`w` (the buffer
+        ``popularity_weight``) is not zero, :math:`[\mathbf{e}_u, w]^\top
+        [\mathbf{e}_i, p_i] = \mathbf{e}_u^\top \mathbf{e}_i + w \, p_i`
+        with :math:`p_i` of :meth:`log_popularity`: what evaluation and
+        :meth:`recommend` rank by. Training scores never include it; the
+        trainer chooses :math:`w` on validation after training
+        (:meth:`~pyg_mmssl.train.Trainer.adjust_popularity`)."""
+        emb = self.get_embedding()
+        if float(self.popularity_weight) == 0:
+            return emb
+        w = self.popularity_weight.to(emb.user.dtype)
+        p = self.log_popularity().to(emb.item)
+        return RecEmbedding(
+            torch.cat([emb.user, w.expand(emb.user.size(0), 1)], 1),
+            torch.cat([emb.item, p.view(-1, 1)], 1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the popularity adjustment have no
+        # weight: they rank unadjusted.
+        state_dict.setdefault(prefix + 'popularity_weight', torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def with_item_bias(self, emb: RecEmbedding) -> RecEmbedding:
         r"""``emb`` with the item bias as one more dimension,
@@ -336,7 +372,7 @@ class Recommender(torch.nn.Module):
         :obj:`exclude_train`) or an item of the extra ``exclude`` CSR
         pattern. A user with fewer than ``k`` admissible items gets them all,
         followed by ``-1`` in the remaining slots."""
-        emb = self.get_embedding()
+        emb = self.ranking_embedding()
         device = emb.user.device
         masks = [self.train_csr()] if exclude_train else []
         if exclude is not None:
