@@ -586,9 +586,10 @@ class Trainer:
         ``{w: validation Recall@20}``.
 
         A split whose held-out items are more popular than the model's
-        scores make them (a random split of interactions) takes a large
-        :math:`w`; one whose items are less (a split by time) takes 0. The
-        idea is PDA's (Zhang et al., SIGIR 2021), which adjusts the
+        scores make them (a random split of interactions, where users keep
+        few training items) takes a large :math:`w`; one whose held-out
+        items are less popular than its training items takes 0. The idea
+        is PDA's (Zhang et al., SIGIR 2021), which adjusts the
         popularity of a model's rankings by a factor chosen on validation.
         """
         curve: Dict[float, float] = {}

@@ -62,11 +62,10 @@ _ADJUST = {'adjust_popularity': True}
 PRESETS: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {
     ('lightgcn', 'default'): {'train': {'lr': 1e-3, 'batch_size': 2048}},
     # Tuned on TikTok's validation split: `pyg-mmssl tune --trials 20`, the
-    # default space, best trial rounded to 3 digits, then the popularity
-    # prior at 0.1 from the screen MMSSL had (benchmarks/RESULTS.md).
-    # TikTok's presets, every model's, rank with the popularity adjustment
-    # (adjust_popularity; for LightGCN and MMSSL in place of the popularity
-    # prior), chosen by a screen on both TikTok splits (benchmarks/RESULTS.md).
+    # default space, best trial rounded to 3 digits. TikTok's presets, every
+    # model's, rank with the popularity adjustment (adjust_popularity; for
+    # LightGCN and MMSSL in place of the popularity prior they had), chosen
+    # by a screen on both TikTok splits (benchmarks/RESULTS.md).
     ('lightgcn', 'tiktok'): {'model': {'num_layers': 3, 'reg': 2.93e-3},
                              'train': {'lr': 8.96e-3, 'batch_size': 2048,
                                        **_ADJUST}},
