@@ -7,7 +7,7 @@ itself does not depend on the option, so this is what the same runs would
 report with it.
 
     python benchmarks/adjust_popularity.py RUN_DIR [RUN_DIR ...] \
-        [--json FILE] [--threads 1]
+        [--json FILE] [--threads 1] [--root DATASET_FOLDER]
 
 Prints one Markdown row per run; nothing is written into the run folders.
 """
@@ -17,11 +17,11 @@ import os.path as osp
 import torch
 
 
-def adjust(run: str) -> dict:
+def adjust(run: str, root=None) -> dict:
     from pyg_mmssl.checkpoint import load_checkpoint
     from pyg_mmssl.train import TrainConfig, Trainer
 
-    trained = load_checkpoint(osp.join(run, 'best.pt'), device='cpu')
+    trained = load_checkpoint(osp.join(run, 'best.pt'), root, device='cpu')
     saved = trained.checkpoint['config']
     config = TrainConfig(**{k: v for k, v in saved.items()
                             if k in TrainConfig.__dataclass_fields__ and
@@ -41,6 +41,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('runs', nargs='+', help='run folders with best.pt')
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--root', default=None,
+                        help="the dataset's folder, where it moved since")
     parser.add_argument('--json', default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -48,7 +50,7 @@ def main(argv=None):
     print('| run | w | val R@20 plain / adjusted | test R@20 plain / adjusted '
           '| test N@20 plain / adjusted |\n' + '|---' * 5 + '|')
     for run in args.runs:
-        r = adjust(run)
+        r = adjust(run, args.root)
         rows.append(r)
         p, a = r['plain'], r['adjusted']
         print(f"| {run} | {r['popularity_weight']:g} "
