@@ -23,10 +23,7 @@ def adjust(run: str, root=None) -> dict:
 
     trained = load_checkpoint(osp.join(run, 'best.pt'), root, device='cpu')
     saved = trained.checkpoint['config']
-    config = TrainConfig(**{k: v for k, v in saved.items()
-                            if k in TrainConfig.__dataclass_fields__ and
-                            k not in ('device', 'quiet')},
-                         device='cpu', quiet=True)
+    config = TrainConfig(**{**saved, 'device': 'cpu', 'quiet': True})
     trainer = Trainer(trained.model, trained.data, config)
     trained.model.popularity_weight.fill_(0)
     plain = {s: trainer.evaluate(s) for s in ('val', 'test')}

@@ -23,9 +23,20 @@ from pyg_mmssl.ranking import CSR, topk_chunks
 #: (:meth:`Recommender.init_item_bias`).
 ITEM_BIASES = ('none', 'zero', 'popularity')
 
+
 class RecEmbedding(NamedTuple):
     user: Tensor
     item: Tensor
+
+
+def _append_dimension(emb: RecEmbedding, user: Tensor,
+                      item: Tensor) -> RecEmbedding:
+    r"""``emb`` with one more dimension, ``user`` (``[U]``) for the users
+    and ``item`` (``[I]``) for the items: every score :math:`s_{ui}` gains
+    ``user[u] * item[i]``."""
+    return RecEmbedding(
+        torch.cat([emb.user, user.view(-1, 1).to(emb.user)], 1),
+        torch.cat([emb.item, item.view(-1, 1).to(emb.item)], 1))
 
 
 class Schedule(NamedTuple):
@@ -288,11 +299,9 @@ class Recommender(torch.nn.Module):
         emb = self.get_embedding()
         if float(self.popularity_weight) == 0:
             return emb
-        w = self.popularity_weight.to(emb.user.dtype)
-        p = self.log_popularity().to(emb.item)
-        return RecEmbedding(
-            torch.cat([emb.user, w.expand(emb.user.size(0), 1)], 1),
-            torch.cat([emb.item, p.view(-1, 1)], 1))
+        return _append_dimension(
+            emb, self.popularity_weight.expand(emb.user.size(0)),
+            self.log_popularity())
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the popularity adjustment have no
@@ -309,9 +318,8 @@ class Recommender(torch.nn.Module):
         bias = getattr(self, 'item_bias', None)
         if bias is None:
             return emb
-        return RecEmbedding(
-            torch.cat([emb.user, emb.user.new_ones(emb.user.size(0), 1)], 1),
-            torch.cat([emb.item, bias.view(-1, 1).to(emb.item.dtype)], 1))
+        return _append_dimension(emb, emb.user.new_ones(emb.user.size(0)),
+                                 bias)
 
     def train_csr(self) -> CSR:
         r"""Training items of each user as a CSR pattern (for masking)."""
