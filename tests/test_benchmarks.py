@@ -85,6 +85,24 @@ def test_suite_models_with_presets_and_headline(suite, tmp_path, capsys):
     assert not (tmp_path / 'x').exists()
 
 
+def test_suite_headline_targets_the_reference_curve(suite):
+    # With the popularity adjustment a run's reported validation (0.5 here)
+    # is above every point of its per-epoch curve: the time to the
+    # reference's best reads the curve's own best (0.3, at 2 s).
+    def run(model, curve, val):
+        return {'model': model, 'seed': 0, 'curve': curve,
+                'val': {'recall@20': val},
+                'test': {'recall@20': 0.1, 'ndcg@20': 0.1},
+                'seconds_per_epoch': 1.0, 'best_seconds': 2.0,
+                'peak_memory_mb': 1.0}
+
+    runs = [run('a', [(1.0, 0.2), (2.0, 0.3), (3.0, 0.25)], 0.5),
+            run('b', [(4.0, 0.29), (8.0, 0.31)], 0.6)]
+    rows = suite.headline(runs, ['a', 'b']).splitlines()[2:]
+    reach = [[c.strip() for c in row.split('|')[1:-1]][7] for row in rows]
+    assert reach == ['2', '8']
+
+
 def test_suite_reports_a_failed_run(suite, tmp_path):
     out = tmp_path / 'bench'
     with pytest.raises(SystemExit, match='lightgcn seed 0 failed'):
