@@ -29,7 +29,7 @@ def test_same_embeddings_and_metrics_on_cpu_and_cuda(tiny_data, gpu, name):
     if name == 'mmssl':  # learned graphs that differ from the training graph
         with torch.no_grad():
             out = cpu()
-        cpu.refresh_graphs(out.user_modal, out.item_modal)
+        cpu.refresh_graphs(out)
     cuda = copy.deepcopy(cpu).to(gpu)
     cpu.eval(), cuda.eval()
     a, b = cpu.get_embedding(), cuda.get_embedding()

@@ -560,3 +560,81 @@ def test_bad_graph_options(tiny_data):
                               r"graph_beta must be in \[0, 1\]")):
         with pytest.raises(ValueError, match=message):
             MMSSL.from_data(tiny_data, **options)
+
+
+def test_propagated_modality_is_the_encoded_features_propagated(tiny_data):
+    # A (X W + b) = (A X) W + (A 1) b: the cached form computes what
+    # propagating the encoded features does, for any rows.
+    torch.manual_seed(0)
+    model = MMSSL.from_data(tiny_data, **SMALL, modality_layers=2,
+                            dropout=0.0).double()
+    graph = model.bipartite_graph()
+    rows = torch.tensor([3, 0, 3, 7])
+    for j, m in enumerate(model.modalities):
+        p_i = model.encoders[j](getattr(model, f'feat_{j}'))
+        for _ in range(2):
+            p_u = model._propagate(p_i, graph.item_to_user)
+            p_i = model._propagate(p_u, graph.user_to_item)
+        for side, full in (('user', p_u), ('item', p_i)):
+            assert torch.allclose(model.propagated_modality(m, side), full,
+                                  atol=1e-12)
+            assert torch.allclose(model.propagated_modality(m, side, rows),
+                                  full[rows], atol=1e-12)
+
+
+@pytest.mark.parametrize('dropout', [0.0, 0.3])
+def test_rows_on_demand_equal_the_full_embeddings(tiny_data, dropout):
+    torch.manual_seed(0)
+    model = MMSSL.from_data(tiny_data, **SMALL, dropout=dropout,
+                            adversarial=False).double()
+    out = model()
+    rows = torch.tensor([5, 1, 5, 0])
+    full = {'user': out.user, 'item': out.item}
+    for side in ('user', 'item'):
+        emb, modal = out.at(side, rows)
+        assert torch.allclose(emb, full[side][rows], atol=1e-12)
+        for m in model.modalities:
+            assert torch.allclose(
+                modal[m], getattr(out, f'{side}_modal')[m][rows], atol=1e-12)
+    # Without dropout the modality embeddings are computed on demand; with
+    # it, once in the forward pass (one draw).
+    assert (out._modal is None) == (dropout == 0)
+    # The final embeddings are the collaborative mean plus the fused parts.
+    cf = out._sum['user'] / (model.num_layers + 1)
+    expected = cf + sum(
+        model.lambda_f * torch.nn.functional.normalize(out.user_modal[m],
+                                                       dim=-1)
+        for m in model.modalities)
+    assert torch.allclose(out.user, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize('dropout', [0.0, 0.3])
+def test_loss_on_the_batch_rows_equals_the_loss_on_all_rows(tiny_data,
+                                                            dropout):
+    # The loss reads the batch's rows only; the same terms from the full
+    # matrices, written out.
+    from pyg_mmssl.nn.losses import info_nce, l2_reg
+    torch.manual_seed(0)
+    model = MMSSL.from_data(tiny_data, **SMALL, dropout=dropout,
+                            adversarial=False, item_bias='zero').double()
+    with torch.no_grad():
+        model.item_bias.normal_()
+    out = model()
+    user, pos, neg = batch()
+    terms = model.loss(user, pos, neg, out)
+
+    def score(u, i):
+        return (out.user[u] * out.item[i]).sum(-1) + model.item_bias[i]
+
+    bpr = -torch.nn.functional.logsigmoid(score(user, pos) -
+                                          score(user, neg)).mean()
+    feat = sum(l2_reg(out.user_modal[m][user], out.item_modal[m][pos],
+                      out.item_modal[m][neg]) for m in model.modalities)
+    users = torch.unique(user)
+    cl = len(model.modalities) * info_nce(
+        out.user_id_modal['image'][users], out.user[users], model.tau)
+    for key, value in (('bpr', bpr), ('feat_reg', feat), ('cl', cl)):
+        assert torch.allclose(terms[key], value, atol=1e-12), key
+    terms['loss'].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name

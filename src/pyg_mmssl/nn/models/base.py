@@ -309,17 +309,18 @@ class Recommender(torch.nn.Module):
         state_dict.setdefault(prefix + 'popularity_weight', torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def with_item_bias(self, emb: RecEmbedding) -> RecEmbedding:
+    def with_item_bias(self, emb: RecEmbedding,
+                       items: Optional[Tensor] = None) -> RecEmbedding:
         r"""``emb`` with the item bias as one more dimension,
         :math:`[\mathbf{e}_u, 1]^\top [\mathbf{e}_i, b_i] =
         \mathbf{e}_u^\top \mathbf{e}_i + b_i`, so that every dot product
         (the BPR loss, ranking) scores with it; ``emb`` itself without
-        one."""
+        one. ``emb.item`` holds every item, or the rows of ``items``."""
         bias = getattr(self, 'item_bias', None)
         if bias is None:
             return emb
         return _append_dimension(emb, emb.user.new_ones(emb.user.size(0)),
-                                 bias)
+                                 bias if items is None else bias[items])
 
     def train_csr(self) -> CSR:
         r"""Training items of each user as a CSR pattern (for masking)."""

@@ -1,4 +1,5 @@
-from typing import Dict, List, NamedTuple, Optional
+from functools import cached_property
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,15 +27,84 @@ LEARNED_WEIGHTS = ('binary', 'score')
 FUSION_SCALES = ('unit', 'embedding')
 
 
-class MMSSLEmbedding(NamedTuple):
-    r"""Everything one MMSSL forward pass produces."""
-    user: Tensor  #: final user embeddings :math:`\mathbf{e}_u`
-    item: Tensor  #: final item embeddings :math:`\mathbf{e}_i`
-    user_modal: Dict[str, Tensor]  #: :math:`\mathbf{P}_u^m`
-    item_modal: Dict[str, Tensor]  #: :math:`\mathbf{P}_i^m`
-    user_id_modal: Dict[str, Tensor]  #: :math:`\mathbf{H}_u^m`
-    item_id_modal: Dict[str, Tensor]  #: :math:`\mathbf{H}_i^m`
-    attention: Optional[Tensor]  #: user attention weights ``[U, H, M, M]``
+def _rows(x: Tensor, index: Optional[Tensor]) -> Tensor:
+    return x if index is None else x[index]
+
+
+class MMSSLEmbedding:
+    r"""Everything one MMSSL forward pass produces. The full-graph parts
+    (the collaborative layers and the ID-modality views) are computed by
+    :meth:`MMSSL.forward`; the final embeddings and the modality embeddings
+    are computed on demand, for the rows a caller reads (:meth:`user_at`,
+    :meth:`item_at`, :meth:`modal_at`), so that a training step's loss
+    touches only its batch's rows. The full matrices are computed once,
+    when first read, as the attributes below."""
+    def __init__(self, model: 'MMSSL', user_sum: Tensor, item_sum: Tensor,
+                 user_id_modal: Dict[str, Tensor],
+                 item_id_modal: Dict[str, Tensor],
+                 attention: Optional[Tensor],
+                 modal: Optional[Dict[str, Dict[str, Tensor]]] = None):
+        self._model = model
+        self._sum = {'user': user_sum, 'item': item_sum}
+        self._modal = modal
+        self.user_id_modal = user_id_modal  #: :math:`\mathbf{H}_u^m`
+        self.item_id_modal = item_id_modal  #: :math:`\mathbf{H}_i^m`
+        self.attention = attention  #: user attention weights ``[U, H, M, M]``
+
+    def modal_at(self, modality: str, side: str,
+                 index: Optional[Tensor] = None) -> Tensor:
+        r"""Rows ``index`` (all if :obj:`None`) of modality embeddings
+        :math:`\mathbf{P}_u^m` (``side="user"``) or :math:`\mathbf{P}_i^m`
+        (``side="item"``)."""
+        if self._modal is not None:
+            return _rows(self._modal[side][modality], index)
+        return self._model.propagated_modality(modality, side, index)
+
+    def at(self, side: str, index: Optional[Tensor] = None
+           ) -> Tuple[Tensor, Dict[str, Tensor]]:
+        r"""Rows ``index`` (all if :obj:`None`) of the final embeddings of
+        ``side`` (``"user"``: :math:`\mathbf{e}_u`, ``"item"``:
+        :math:`\mathbf{e}_i`) and of the modality embeddings they fuse,
+        ``{modality: rows}``."""
+        model = self._model
+        modal = {m: self.modal_at(m, side, index) for m in model.modalities}
+        if side in self.__dict__:  # all rows already computed
+            return _rows(self.__dict__[side], index), modal
+        cf = _rows(self._sum[side], index) / (model.num_layers + 1)
+        out = cf
+        for m in model.modalities:
+            out = out + model.lambda_f * model._fused(modal[m], cf)
+        return out, modal
+
+    def user_at(self, index: Optional[Tensor] = None) -> Tensor:
+        r"""Rows ``index`` (all if :obj:`None`) of the final user
+        embeddings :math:`\mathbf{e}_u`."""
+        return self.at('user', index)[0]
+
+    def item_at(self, index: Optional[Tensor] = None) -> Tensor:
+        r"""Rows ``index`` (all if :obj:`None`) of the final item
+        embeddings :math:`\mathbf{e}_i`."""
+        return self.at('item', index)[0]
+
+    @cached_property
+    def user(self) -> Tensor:
+        r"""Final user embeddings :math:`\mathbf{e}_u`."""
+        return self.user_at()
+
+    @cached_property
+    def item(self) -> Tensor:
+        r"""Final item embeddings :math:`\mathbf{e}_i`."""
+        return self.item_at()
+
+    @cached_property
+    def user_modal(self) -> Dict[str, Tensor]:
+        r""":math:`\mathbf{P}_u^m` of every modality."""
+        return {m: self.modal_at(m, 'user') for m in self._model.modalities}
+
+    @cached_property
+    def item_modal(self) -> Dict[str, Tensor]:
+        r""":math:`\mathbf{P}_i^m` of every modality."""
+        return {m: self.modal_at(m, 'item') for m in self._model.modalities}
 
 
 class MMSSL(Recommender):
@@ -423,16 +493,56 @@ class MMSSL(Recommender):
             x = x * base.norm(dim=-1, keepdim=True)
         return x
 
-    def forward(self) -> MMSSLEmbedding:
-        r"""All embeddings of one forward pass over the bound graphs."""
+    def _propagated_features(self, j: int) -> Dict[str, tuple]:
+        r"""Modality ``j``'s features and a column of ones propagated
+        through the observed graph, ``{side: (features, ones)}``: what
+        :meth:`propagated_modality` multiplies by the encoder."""
         graph = self.bipartite_graph()
-        user_modal, item_modal = {}, {}
-        for j, m in enumerate(self.modalities):
-            p_i = self.dropout(self.encoders[j](getattr(self, f'feat_{j}')))
+        x = getattr(self, f'feat_{j}').to(self.graph_dtype)
+        x = torch.cat([x, x.new_ones(x.size(0), 1)], dim=1)
+        with torch.no_grad():
             for _ in range(self.modality_layers):
-                p_u = self._propagate(p_i, graph.item_to_user)
-                p_i = self._propagate(p_u, graph.user_to_item)
-            user_modal[m], item_modal[m] = p_u, p_i
+                x_u = self._propagate(x, graph.item_to_user)
+                x = self._propagate(x_u, graph.user_to_item)
+        return {'user': (x_u[:, :-1], x_u[:, -1:]),
+                'item': (x[:, :-1], x[:, -1:])}
+
+    def propagated_modality(self, modality: str, side: str,
+                            index: Optional[Tensor] = None) -> Tensor:
+        r"""Rows ``index`` (all if :obj:`None`) of :math:`\mathbf{P}_u^m`
+        (``side="user"``) or :math:`\mathbf{P}_i^m` (``"item"``) without
+        dropout. Propagation is linear, so it commutes with the encoder:
+        :math:`\hat{\mathbf{A}} (\mathbf{X}^m \mathbf{W}^m + \mathbf{1}
+        \mathbf{b}^{m\top}) = (\hat{\mathbf{A}} \mathbf{X}^m) \mathbf{W}^m
+        + (\hat{\mathbf{A}} \mathbf{1}) \mathbf{b}^{m\top}`, with
+        :math:`\hat{\mathbf{A}} \mathbf{X}^m` propagated once and cached
+        (as the graphs are): a row costs one product with
+        :math:`\mathbf{W}^m`, and no step propagates features."""
+        j = self.modalities.index(modality)
+        x, ones = self.cached_graph(
+            f'modality_{j}', lambda: self._propagated_features(j))[side]
+        enc = self.encoders[j]
+        return F.linear(_rows(x, index), enc.weight) + \
+            _rows(ones, index) * enc.bias
+
+    def forward(self) -> MMSSLEmbedding:
+        r"""One forward pass over the bound graphs: the collaborative layers
+        and the ID-modality views; the rest on demand (see
+        :class:`MMSSLEmbedding`). With dropout active (training with
+        :obj:`dropout` above 0), the modality embeddings are computed here,
+        from one dropout draw; otherwise from
+        :meth:`propagated_modality`."""
+        graph = self.bipartite_graph()
+        modal = None
+        if self.training and self.dropout.p > 0:
+            modal = {'user': {}, 'item': {}}
+            for j, m in enumerate(self.modalities):
+                p_i = self.dropout(self.encoders[j](
+                    getattr(self, f'feat_{j}')))
+                for _ in range(self.modality_layers):
+                    p_u = self._propagate(p_i, graph.item_to_user)
+                    p_i = self._propagate(p_u, graph.user_to_item)
+                modal['user'][m], modal['item'][m] = p_u, p_i
 
         e_u, e_i = self.user_emb.weight, self.item_emb.weight
         if self.adversarial:
@@ -457,24 +567,18 @@ class MMSSL(Recommender):
 
         u = e_u + self.lambda_id * self._fused(z_u, e_u)
         i = e_i + self.lambda_id * self._fused(z_i, e_i)
-        users, items = [u], [i]
+        user_sum, item_sum = u, i
         for _ in range(self.num_layers):
             u, i = (self._propagate(i, graph.item_to_user),
                     self._propagate(u, graph.user_to_item))
-            users.append(u)
-            items.append(i)
-        user_cf = torch.stack(users).mean(0)
-        item_cf = torch.stack(items).mean(0)
-        user, item = user_cf, item_cf
-        for m in self.modalities:
-            user = user + self.lambda_f * self._fused(user_modal[m], user_cf)
-            item = item + self.lambda_f * self._fused(item_modal[m], item_cf)
-        return MMSSLEmbedding(user, item, user_modal, item_modal,
-                              user_id_modal, item_id_modal, att)
+            user_sum, item_sum = user_sum + u, item_sum + i
+        return MMSSLEmbedding(self, user_sum, item_sum, user_id_modal,
+                              item_id_modal, att, modal)
 
     def get_embedding(self) -> RecEmbedding:
         out = self.forward()
-        return self.with_item_bias(RecEmbedding(out.user, out.item))
+        return self.with_item_bias(RecEmbedding(out.user_at(),
+                                                out.item_at()))
 
     # Adversarial structure learning #########################################
 
@@ -590,15 +694,22 @@ class MMSSL(Recommender):
         """
         if out is None:
             out = self()
-        zero = out.user.new_zeros(())
-        scored = self.with_item_bias(RecEmbedding(out.user, out.item))
-        bpr = bpr_loss(scored.user[user], scored.item[pos], scored.item[neg])
+        # Each distinct user and item of the batch once.
+        batch_users, user_inv = torch.unique(user, return_inverse=True)
+        batch_items, item_inv = torch.unique(torch.cat([pos, neg]),
+                                             return_inverse=True)
+        user_b, user_modal = out.at('user', batch_users)
+        item_b, item_modal = out.at('item', batch_items)
+        scored = self.with_item_bias(RecEmbedding(user_b, item_b),
+                                     batch_items)
+        zero = user_b.new_zeros(())
+        bpr = bpr_loss(scored.user[user_inv],
+                       *scored.item[item_inv].split(pos.numel()))
         reg = l2_reg(self.user_emb.weight[user], self.item_emb.weight[pos],
                      self.item_emb.weight[neg])
-        feat = sum(l2_reg(out.user_modal[m][user], out.item_modal[m][pos],
-                          out.item_modal[m][neg]) for m in self.modalities)
+        feat = sum(l2_reg(user_modal[m][user_inv], item_modal[m][item_inv])
+                   for m in self.modalities)
 
-        batch_users = torch.unique(user)
         cl = zero
         if self.contrastive:
             # One InfoNCE per distinct view, counted once per modality that
@@ -606,7 +717,6 @@ class MMSSL(Recommender):
             views: Dict[int, List] = {}
             for view in out.user_id_modal.values():
                 views.setdefault(id(view), [view, 0])[1] += 1
-            user_b = out.user[batch_users]
             cl = sum(count * info_nce(view[batch_users], user_b, self.tau)
                      for view, count in views.values())
 
