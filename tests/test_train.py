@@ -60,6 +60,23 @@ def test_resume_matches_uninterrupted_run(tiny_data, tmp_path, device):
             assert resumed[split][key] == pytest.approx(value, abs=1e-6), key
 
 
+def test_lr_decay_per_epoch_and_on_resume(tiny_data, tmp_path):
+    seen = []
+    trainer = make_trainer(tiny_data, out=str(tmp_path), epochs=3,
+                           lr=0.01, lr_decay=0.5)
+    trainer.fit(on_epoch=lambda epoch, _: seen.append(
+        trainer.optimizer.param_groups[0]['lr']))
+    assert seen == pytest.approx([0.01, 0.005, 0.0025])
+    resumed = make_trainer(tiny_data, out=str(tmp_path), epochs=4,
+                           lr=0.01, lr_decay=0.5)
+    resumed.fit(resume=True)
+    assert resumed.optimizer.param_groups[0]['lr'] == pytest.approx(0.00125)
+    # Without decay the rate stays.
+    plain = make_trainer(tiny_data, epochs=2, lr=0.01)
+    plain.fit()
+    assert plain.optimizer.param_groups[0]['lr'] == 0.01
+
+
 def test_resume_without_checkpoint(tiny_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         make_trainer(tiny_data, out=str(tmp_path), epochs=1).fit(resume=True)
@@ -70,6 +87,9 @@ def test_config_validation():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown optimizer"):
         TrainConfig(optimizer='sgd')
+    for decay in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\]"):
+            TrainConfig(lr_decay=decay)
     with pytest.raises(ValueError, match="CUDA is not available"):
         if not torch.cuda.is_available():
             Trainer(None, None, TrainConfig(device='cuda'))

@@ -93,6 +93,9 @@ class TrainConfig:
         batch_size (int): BPR triples per step. (default: :obj:`2048`)
         lr (float): Learning rate of the recommender's optimiser.
             (default: :obj:`1e-3`)
+        lr_decay (float): Factor :math:`d` of the learning rate per epoch:
+            epoch :math:`t` (from 1) trains at :math:`\mathrm{lr} \cdot
+            d^{t - 1}`. (default: :obj:`1.0`)
         weight_decay (float): Optimiser weight decay. (default: :obj:`0.0`)
         optimizer (str): ``"adam"`` or ``"adamw"``. (default: :obj:`"adam"`)
         patience (int): Epochs without a better validation Recall@20 before
@@ -124,6 +127,7 @@ class TrainConfig:
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
+    lr_decay: float = 1.0
     weight_decay: float = 0.0
     optimizer: str = 'adam'
     patience: int = 20
@@ -147,6 +151,9 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got "
                                  f"{getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got "
+                             f"{self.lr_decay}")
         if any(k <= 0 for k in self.ks):
             raise ValueError(f"ks must be positive cut-offs, got "
                              f"{list(self.ks)}")
@@ -469,6 +476,8 @@ class Trainer:
                    disable=not self.show_progress)
         while not state['finished'] and state['epoch'] < cfg.epochs:
             epoch = state['epoch'] + 1
+            for group in self.optimizer.param_groups:
+                group['lr'] = cfg.lr * cfg.lr_decay ** (epoch - 1)
             start = time.perf_counter()
             losses = self.train_epoch(epoch, state)
             self._check_weights()  # before anything is evaluated or saved
