@@ -71,6 +71,10 @@ def test_lr_decay_per_epoch_and_on_resume(tiny_data, tmp_path):
                            lr=0.01, lr_decay=0.5)
     resumed.fit(resume=True)
     assert resumed.optimizer.param_groups[0]['lr'] == pytest.approx(0.00125)
+    floored = make_trainer(tiny_data, epochs=3, lr=0.01, lr_decay=0.5,
+                           lr_min=0.004)
+    floored.fit()
+    assert floored.optimizer.param_groups[0]['lr'] == 0.004
     # Without decay the rate stays.
     plain = make_trainer(tiny_data, epochs=2, lr=0.01)
     plain.fit()
@@ -90,6 +94,8 @@ def test_config_validation():
     for decay in (0.0, 1.5):
         with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\]"):
             TrainConfig(lr_decay=decay)
+    with pytest.raises(ValueError, match=r"lr_min must be in \[0, lr\]"):
+        TrainConfig(lr=1e-3, lr_min=2e-3)
     with pytest.raises(ValueError, match="CUDA is not available"):
         if not torch.cuda.is_available():
             Trainer(None, None, TrainConfig(device='cuda'))

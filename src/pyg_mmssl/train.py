@@ -94,8 +94,10 @@ class TrainConfig:
         lr (float): Learning rate of the recommender's optimiser.
             (default: :obj:`1e-3`)
         lr_decay (float): Factor :math:`d` of the learning rate per epoch:
-            epoch :math:`t` (from 1) trains at :math:`\mathrm{lr} \cdot
-            d^{t - 1}`. (default: :obj:`1.0`)
+            epoch :math:`t` (from 1) trains at :math:`\max(\mathrm{lr}
+            \cdot d^{t - 1}, \mathrm{lr\_min})`. (default: :obj:`1.0`)
+        lr_min (float): The floor of the decaying learning rate.
+            (default: :obj:`0.0`)
         weight_decay (float): Optimiser weight decay. (default: :obj:`0.0`)
         optimizer (str): ``"adam"`` or ``"adamw"``. (default: :obj:`"adam"`)
         patience (int): Epochs without a better validation Recall@20 before
@@ -128,6 +130,7 @@ class TrainConfig:
     batch_size: int = 2048
     lr: float = 1e-3
     lr_decay: float = 1.0
+    lr_min: float = 0.0
     weight_decay: float = 0.0
     optimizer: str = 'adam'
     patience: int = 20
@@ -154,6 +157,8 @@ class TrainConfig:
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got "
                              f"{self.lr_decay}")
+        if not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"lr_min must be in [0, lr], got {self.lr_min}")
         if any(k <= 0 for k in self.ks):
             raise ValueError(f"ks must be positive cut-offs, got "
                              f"{list(self.ks)}")
@@ -477,7 +482,8 @@ class Trainer:
         while not state['finished'] and state['epoch'] < cfg.epochs:
             epoch = state['epoch'] + 1
             for group in self.optimizer.param_groups:
-                group['lr'] = cfg.lr * cfg.lr_decay ** (epoch - 1)
+                group['lr'] = max(cfg.lr * cfg.lr_decay ** (epoch - 1),
+                                  cfg.lr_min)
             start = time.perf_counter()
             losses = self.train_epoch(epoch, state)
             self._check_weights()  # before anything is evaluated or saved

@@ -26,7 +26,7 @@ from pyg_mmssl.train import TrainConfig
 
 # Options of TrainConfig a space may set; the others (epochs, patience, seed,
 # device, the evaluation protocol) are the same for every trial of a study.
-TRAIN_OPTIONS = ('lr', 'lr_decay', 'weight_decay', 'batch_size', 'optimizer',
+TRAIN_OPTIONS = ('lr', 'lr_decay', 'lr_min', 'weight_decay', 'batch_size', 'optimizer',
                  'discriminator_lr')
 
 # The default space of each model: learning rate and regularisation, and
