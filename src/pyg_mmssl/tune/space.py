@@ -26,8 +26,8 @@ from pyg_mmssl.train import TrainConfig
 
 # Options of TrainConfig a space may set; the others (epochs, patience, seed,
 # device, the evaluation protocol) are the same for every trial of a study.
-TRAIN_OPTIONS = ('lr', 'lr_decay', 'lr_min', 'weight_decay', 'batch_size', 'optimizer',
-                 'discriminator_lr')
+TRAIN_OPTIONS = ('lr', 'lr_decay', 'lr_min', 'weight_decay', 'batch_size',
+                 'optimizer', 'discriminator_lr')
 
 # The default space of each model: learning rate and regularisation, and
 # the options the model's paper tunes. Embedding sizes stay at the preset's

@@ -56,8 +56,10 @@ class MMSSLEmbedding:
         r"""Rows ``index`` (all if :obj:`None`) of modality embeddings
         :math:`\mathbf{P}_u^m` (``side="user"``) or :math:`\mathbf{P}_i^m`
         (``side="item"``)."""
-        if self._modal is not None:
-            return _rows(self._modal[side][modality], index)
+        full = self._modal[side] if self._modal is not None else \
+            self.__dict__.get(f'{side}_modal')  # all rows already computed
+        if full is not None:
+            return _rows(full[modality], index)
         return self._model.propagated_modality(modality, side, index)
 
     def at(self, side: str, index: Optional[Tensor] = None
@@ -493,19 +495,25 @@ class MMSSL(Recommender):
             x = x * base.norm(dim=-1, keepdim=True)
         return x
 
+    def _modality_hops(self, p_i: Tensor):
+        r"""``(P_u, P_i)``: item rows ``p_i`` through :obj:`modality_layers`
+        user and item hops of the observed graph."""
+        graph = self.bipartite_graph()
+        for _ in range(self.modality_layers):
+            p_u = self._propagate(p_i, graph.item_to_user)
+            p_i = self._propagate(p_u, graph.user_to_item)
+        return p_u, p_i
+
     def _propagated_features(self, j: int) -> Dict[str, tuple]:
         r"""Modality ``j``'s features and a column of ones propagated
         through the observed graph, ``{side: (features, ones)}``: what
         :meth:`propagated_modality` multiplies by the encoder."""
-        graph = self.bipartite_graph()
         x = getattr(self, f'feat_{j}').to(self.graph_dtype)
-        x = torch.cat([x, x.new_ones(x.size(0), 1)], dim=1)
         with torch.no_grad():
-            for _ in range(self.modality_layers):
-                x_u = self._propagate(x, graph.item_to_user)
-                x = self._propagate(x_u, graph.user_to_item)
+            x_u, x_i = self._modality_hops(
+                torch.cat([x, x.new_ones(x.size(0), 1)], dim=1))
         return {'user': (x_u[:, :-1], x_u[:, -1:]),
-                'item': (x[:, :-1], x[:, -1:])}
+                'item': (x_i[:, :-1], x_i[:, -1:])}
 
     def propagated_modality(self, modality: str, side: str,
                             index: Optional[Tensor] = None) -> Tensor:
@@ -537,12 +545,8 @@ class MMSSL(Recommender):
         if self.training and self.dropout.p > 0:
             modal = {'user': {}, 'item': {}}
             for j, m in enumerate(self.modalities):
-                p_i = self.dropout(self.encoders[j](
-                    getattr(self, f'feat_{j}')))
-                for _ in range(self.modality_layers):
-                    p_u = self._propagate(p_i, graph.item_to_user)
-                    p_i = self._propagate(p_u, graph.user_to_item)
-                modal['user'][m], modal['item'][m] = p_u, p_i
+                modal['user'][m], modal['item'][m] = self._modality_hops(
+                    self.dropout(self.encoders[j](getattr(self, f'feat_{j}'))))
 
         e_u, e_i = self.user_emb.weight, self.item_emb.weight
         if self.adversarial:
