@@ -352,3 +352,43 @@ def test_suite_knows_every_model(suite):
     from pyg_mmssl.nn.models import MODELS
     assert sorted(suite.MODELS) == sorted(MODELS)
     assert suite.MODELS[0] == 'lightgcn'
+
+
+@pytest.fixture
+def tune_splits():
+    yield from bench('tune_splits')
+
+
+def test_tune_splits_scores_the_mean_and_resumes(tune_splits, resplit,
+                                                  tmp_path, monkeypatch):
+    from pyg_mmssl.train import Trainer
+    pytest.importorskip('optuna')
+    resplit.main(['--dataset', 'synthetic', '--seed', '3', '--out',
+                  str(tmp_path / 'split')])
+    space = tmp_path / 'space.json'
+    space.write_text(json.dumps({'lr': {'type': 'float', 'low': 1e-3,
+                                        'high': 1e-2, 'log': True}}))
+    evaluate = Trainer.evaluate
+
+    def no_test(self, split, *args, **kwargs):
+        assert split != 'test', 'a study ranked the test split'
+        return evaluate(self, split, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, 'evaluate', no_test)
+    argv = ['--split', 'a=synthetic', '--split', f"b={tmp_path / 'split'}",
+            '--space', str(space), '--epochs', '2', '--threads', '1',
+            '--preset', 'default', '--out', str(tmp_path / 'study')]
+    study = tune_splits.main(argv + ['--trials', '2'])
+    assert len(study.trials) == 2
+    for trial in study.trials:
+        a, b = trial.user_attrs['a'], trial.user_attrs['b']
+        assert len(a['curve']) == len(b['curve']) == 2
+        assert a['best'] == max(a['curve']) and b['best'] == max(b['curve'])
+        assert trial.value == pytest.approx((a['best'] + b['best']) / 2)
+        assert 1e-3 <= trial.params['lr'] <= 1e-2
+    # Continued: one more trial, the first two kept.
+    study = tune_splits.main(argv + ['--trials', '3'])
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    table = (tmp_path / 'study' / 'trials.md').read_text().splitlines()
+    assert table[0] == '| trial | state | lr | a val (epoch) | b val ' \
+        '(epoch) | mean |' and len(table) == 5
