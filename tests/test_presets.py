@@ -61,7 +61,8 @@ def test_tuned_mmssl_presets_turn_structure_learning_off():
 
 def test_tuned_baseline_presets():
     model, train = preset('lightgcn', 'tiktok', strict=True)
-    assert (model.num_layers, model.reg, train.lr) == (3, 2.93e-3, 8.96e-3)
+    assert (model.num_layers, model.reg, train.lr, train.lr_decay) == (
+        4, 1.66e-3, 8.33e-3, 0.966)
     assert (model.item_bias, train.adjust_popularity) == ('none', True)
     # Every model's TikTok preset ranks with the popularity adjustment.
     for name in ('mmgcn', 'freedom', 'bm3'):
