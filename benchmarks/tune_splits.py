@@ -73,6 +73,7 @@ def work(args, worker: int):
     from pyg_mmssl.presets import MODEL_CONFIGS, preset
     from pyg_mmssl.train import NonFiniteLoss, TrainConfig
     from pyg_mmssl.tune.space import load_space, suggest
+    from pyg_mmssl.tune.study import _storage, default_pruner
 
     torch.set_num_threads(args.threads)
     splits = [(name, load_split(root)) for name, root in
@@ -84,17 +85,14 @@ def work(args, worker: int):
     train_cfg0.update({k: v for k, v in (('epochs', args.epochs),
                                          ('patience', args.patience))
                        if v is not None})
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{osp.abspath(osp.join(args.out, 'study.db'))}",
-        engine_kwargs={'connect_args': {'timeout': 60}})
+    storage = _storage(args.out)
     study = optuna.load_study(
         study_name='splits', storage=storage,
         sampler=optuna.samplers.TPESampler(seed=args.seed * 100 + worker +
                                            len(storage.get_all_trials(
                                                storage.get_study_id_from_name(
                                                    'splits')))),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5,
-                                           n_warmup_steps=10))
+        pruner=default_pruner())
     deadline = None if args.timeout is None else \
         time.time() + args.timeout
     while deadline is None or time.time() < deadline:
@@ -167,8 +165,10 @@ def main(argv=None):
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
 
     import optuna
+
+    from pyg_mmssl.tune.study import _storage
     os.makedirs(args.out, exist_ok=True)
-    storage = f"sqlite:///{osp.abspath(osp.join(args.out, 'study.db'))}"
+    storage = _storage(args.out)
     study = optuna.create_study(storage=storage, study_name='splits',
                                 direction='maximize', load_if_exists=True)
     if not study.trials and args.enqueue:
